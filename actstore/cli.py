@@ -1,0 +1,110 @@
+"""The `actstore` command line. It only parses and calls: heavy libraries load inside commands.
+
+Bad input raises UserError anywhere below; `main` prints it as one line and exits 2
+(`-v` shows the traceback instead).
+"""
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from typing import Any
+
+import click
+
+from actstore import ARCHS
+from actstore.errors import UserError
+
+SCHEDULERS_HELP = "threads (default), processes, local (a LocalCluster), or tcp://HOST:PORT"
+
+
+@dataclass
+class Env:
+    """What the global options select; the catalog loads on first use."""
+
+    catalog_path: str | None
+    root: str
+    profile: str | None
+    scheduler: str
+    verbose: bool
+    _catalog: Any = field(default=None, repr=False)
+
+    @property
+    def catalog(self):
+        if self._catalog is None:
+            from actstore.catalog import load_catalog
+
+            self._catalog = load_catalog(self.catalog_path, self.profile)
+        return self._catalog
+
+
+def _check_scheduler(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    if value in ("threads", "processes", "local") or value.startswith("tcp://"):
+        return value
+    raise click.BadParameter(f"{value!r}; valid: {SCHEDULERS_HELP}")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--catalog", "catalog_path", metavar="FILE", help="Study catalog (default: ./catalog.yaml).")
+@click.option("--root", default="stores", show_default=True, metavar="DIR|URL",
+              help="Where data, checkpoints and stores live (a folder or an fsspec URL).")
+@click.option("--profile", metavar="NAME", help="Catalog profile: smoke, demo (default) or paper.")
+@click.option("--scheduler", default="threads", show_default=True, callback=_check_scheduler,
+              metavar="NAME", help=f"Dask scheduler: {SCHEDULERS_HELP}.")
+@click.option("-v", "--verbose", is_flag=True, help="Show tracebacks for errors.")
+@click.version_option(package_name="actstore")
+@click.pass_context
+def cli(ctx: click.Context, catalog_path: str | None, root: str, profile: str | None,
+        scheduler: str, verbose: bool) -> None:
+    """Probe digital twins of mouse V1: train the zoo, store every activation, run every assay."""
+    ctx.obj = Env(catalog_path, root, profile, scheduler, verbose)
+
+
+pass_env = click.make_pass_decorator(Env)
+arch_option = click.option("--arch", "archs", multiple=True, type=click.Choice(ARCHS),
+                           help="Limit to these architectures (repeatable).")
+seed_option = click.option("--seed", "seeds", multiple=True, type=int, help="Limit to these seeds (repeatable).")
+device_option = click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default=None,
+                             help="Compute device (default: the catalog's).")
+
+
+@cli.command()
+@pass_env
+def run(env: Env) -> None:
+    """Everything stale, end to end (data, train, extract, analyze, report)."""
+    from actstore.pipeline import run_all
+
+    run_all(env)
+
+
+@cli.command()
+@pass_env
+def status(env: Env) -> None:
+    """What exists under the root, what is stale, and sizes."""
+    from actstore.status import status_lines
+
+    for line in status_lines(env.catalog, env.root):
+        click.echo(line)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: UserError -> one line on stderr, exit code 2."""
+    verbose = "-v" in (argv or sys.argv[1:]) or "--verbose" in (argv or sys.argv[1:])
+    try:
+        cli.main(args=argv, prog_name="actstore", standalone_mode=False)
+    except UserError as e:
+        if verbose:
+            raise
+        click.echo(f"actstore: error: {e}", err=True)
+        sys.exit(e.exit_code)
+    except click.exceptions.Abort:
+        click.echo("actstore: aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(e.exit_code)
+    except click.exceptions.Exit as e:
+        sys.exit(e.exit_code)
+
+
+if __name__ == "__main__":
+    main()

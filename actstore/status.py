@@ -1,0 +1,43 @@
+"""`actstore status`: what exists under the root, with sizes."""
+from __future__ import annotations
+
+from typing import Iterator
+
+import fsspec
+
+from actstore.catalog import Catalog
+
+
+def _size(fs: fsspec.AbstractFileSystem, path: str) -> int:
+    try:
+        return int(fs.du(path, total=True))
+    except (FileNotFoundError, NotADirectoryError):
+        return 0
+
+
+def human_bytes(n: float) -> str:
+    """1536 -> '1.5 KiB'."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    raise AssertionError("unreachable")
+
+
+def status_lines(catalog: Catalog, root: str) -> Iterator[str]:
+    """One line per artifact the catalog expects: present or missing, and its size."""
+    fs, base = fsspec.core.url_to_fs(root)
+    base = base.rstrip("/")
+    yield f"catalog {catalog.path} (profile {catalog.profile}); root {root}"
+    data = f"{base}/{catalog['data']['path']}"
+    yield f"  data      {catalog['data']['source']:<10} {'present' if fs.exists(data) else 'missing':<8} {human_bytes(_size(fs, data))}"
+    for arch, seed in catalog.models:
+        folder = f"{base}/models/{arch}-s{seed}"
+        there = fs.exists(f"{folder}/model.json")
+        yield f"  model     {f"{arch}-s{seed}":<18} {'present' if there else 'missing':<8} {human_bytes(_size(fs, folder))}"
+    for name in catalog["stimuli"]:
+        path = f"{base}/{name}.zarr"
+        yield f"  store     {name:<18} {'present' if fs.exists(path) else 'missing':<8} {human_bytes(_size(fs, path))}"
+    for name in ("neural", "tuning", "probes", "geometry", "summary"):
+        path = f"{base}/analysis/{name}.zarr"
+        yield f"  analysis  {name:<18} {'present' if fs.exists(path) else 'missing':<8} {human_bytes(_size(fs, path))}"
