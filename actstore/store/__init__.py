@@ -1,0 +1,1 @@
+"""actstore.store."""
