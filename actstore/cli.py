@@ -77,6 +77,17 @@ def run(env: Env) -> None:
 
 
 @cli.command()
+@click.argument("what", type=click.Choice(["tuning", "probes", "geometry", "stats", "all"]))
+@pass_env
+def analyze(env: Env, what: str) -> None:
+    """Run an assay over the stores (each only where stale)."""
+    from actstore import jobs
+
+    for line in jobs.run(env.catalog, env.root, what):
+        click.echo(line)
+
+
+@cli.command()
 @pass_env
 def status(env: Env) -> None:
     """What exists under the root, what is stale, and sizes."""

@@ -1,0 +1,14 @@
+"""Roots are local folders or fsspec URLs; these helpers keep that difference in one place."""
+from __future__ import annotations
+
+import fsspec
+
+
+def join(root: str, *parts: str) -> str:
+    """root + '/' + parts, for paths and URLs alike."""
+    return "/".join([str(root).rstrip("/"), *[p.strip("/") for p in parts]])
+
+
+def filesystem(url: str) -> tuple[fsspec.AbstractFileSystem, str]:
+    """The fsspec filesystem of a path or URL, and the path inside it."""
+    return fsspec.core.url_to_fs(str(url))

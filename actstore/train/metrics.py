@@ -1,0 +1,34 @@
+"""Neural-prediction metrics (design 6.1): per-neuron r inside test chunks, and overall r."""
+from __future__ import annotations
+
+import numpy as np
+
+
+def pearson_columns(pred: np.ndarray, obs: np.ndarray) -> np.ndarray:
+    """Pearson r of each column pair; NaN where either column is constant."""
+    p = pred - pred.mean(axis=0)
+    o = obs - obs.mean(axis=0)
+    den = np.sqrt((p * p).sum(axis=0) * (o * o).sum(axis=0))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den > 0, (p * o).sum(axis=0) / np.where(den > 0, den, 1.0), np.nan)
+
+
+def chunked_neuron_r(pred: np.ndarray, obs: np.ndarray, chunk: int = 100) -> np.ndarray:
+    """Per-neuron r computed inside non-overlapping `chunk`-sample chunks (a short tail is dropped),
+    then averaged over chunks (ignoring chunks where a neuron is constant). (T, N) -> (N,)."""
+    n = (len(pred) // chunk) * chunk
+    if n == 0:
+        return np.full(pred.shape[1], np.nan)
+    shape = (n // chunk, chunk, pred.shape[1])
+    p = np.asarray(pred[:n], dtype=np.float64).reshape(shape)
+    o = np.asarray(obs[:n], dtype=np.float64).reshape(shape)
+    rs = np.stack([pearson_columns(p[k], o[k]) for k in range(shape[0])])
+    ok = np.isfinite(rs)
+    count = ok.sum(axis=0)
+    total = np.where(ok, rs, 0.0).sum(axis=0)
+    return np.where(count > 0, total / np.maximum(count, 1), np.nan)
+
+
+def overall_r(pred: np.ndarray, obs: np.ndarray) -> float:
+    """Pearson r over all (sample, neuron) entries at once."""
+    return float(pearson_columns(np.ravel(pred)[:, None], np.ravel(obs)[:, None])[0])
