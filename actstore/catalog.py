@@ -271,9 +271,8 @@ def load_catalog(path: str | Path | None = None, profile: str | None = None) -> 
     try:
         _check(SCHEMA, raw, "")
         name = profile or raw["default_profile"]
-        if name not in profiles and name != "base":
-            valid = ", ".join([*profiles, "base"])
-            raise UserError(f"profiles: unknown profile {name!r}; valid: {valid}")
+        if name not in profiles:
+            raise UserError(f"profiles: unknown profile {name!r}; valid: {', '.join(profiles)}")
         over = profiles.get(name) or {}
         _check_override(SCHEMA, over, f"profiles.{name}")
         cfg = deep_merge(raw, over)

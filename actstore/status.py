@@ -34,7 +34,8 @@ def status_lines(catalog: Catalog, root: str) -> Iterator[str]:
     for arch, seed in catalog.models:
         folder = f"{base}/models/{arch}-s{seed}"
         there = fs.exists(f"{folder}/model.json")
-        yield f"  model     {f"{arch}-s{seed}":<18} {'present' if there else 'missing':<8} {human_bytes(_size(fs, folder))}"
+        name = f"{arch}-s{seed}"
+        yield f"  model     {name:<18} {'present' if there else 'missing':<8} {human_bytes(_size(fs, folder))}"
     for name in catalog["stimuli"]:
         path = f"{base}/{name}.zarr"
         yield f"  store     {name:<18} {'present' if fs.exists(path) else 'missing':<8} {human_bytes(_size(fs, path))}"

@@ -1,0 +1,96 @@
+"""Checkpoints round-trip exactly and refuse truncated, foreign or mismatched files with one clear line."""
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from actstore.errors import UserError
+from actstore.models import build_twin, load_checkpoint, save_checkpoint
+
+
+@pytest.fixture
+def saved(tmp_path):
+    twin = build_twin("xu_cnn", (30, 40), {"a": 5, "b": 2}, encoder_dim=16, hidden_dim=8, seed=1)
+    folder = tmp_path / "models" / "xu_cnn-s1"
+    digest = save_checkpoint(twin, str(folder), {"seed": 1})
+    return twin, folder, digest
+
+
+def test_roundtrip_is_exact(saved):
+    twin, folder, digest = saved
+    loaded, meta = load_checkpoint(str(folder), expect={"arch": "xu_cnn", "encoder_dim": 16})
+    assert meta["sha256"] == digest and meta["provenance"] == {"seed": 1}
+    a, b = twin.state_dict(), loaded.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_roundtrip_on_fsspec_memory():
+    twin = build_twin("xu_cnn", (30, 40), {"a": 5}, encoder_dim=16, hidden_dim=8, seed=2)
+    save_checkpoint(twin, "memory://ckpt/xu_cnn-s2")
+    loaded, _ = load_checkpoint("memory://ckpt/xu_cnn-s2")
+    assert torch.equal(loaded.readouts["a"].weight, twin.readouts["a"].weight)
+
+
+def test_truncated_weights(saved):
+    _, folder, _ = saved
+    weights = folder / "model.pt"
+    weights.write_bytes(weights.read_bytes()[:-100])
+    with pytest.raises(UserError, match=r"model\.pt: sha256 does not match"):
+        load_checkpoint(str(folder))
+
+
+def test_foreign_file(saved, tmp_path):
+    _, folder, _ = saved
+    (folder / "model.json").write_text(json.dumps({"hello": "world"}))
+    with pytest.raises(UserError, match=r"model\.json: format"):
+        load_checkpoint(str(folder))
+    (folder / "model.json").write_text("{not json")
+    with pytest.raises(UserError, match="not valid JSON"):
+        load_checkpoint(str(folder))
+    with pytest.raises(UserError, match="missing; not an actstore checkpoint"):
+        load_checkpoint(str(tmp_path / "nowhere"))
+
+
+def test_weights_that_do_not_fit_config(saved):
+    _, folder, _ = saved
+    meta = json.loads((folder / "model.json").read_text())
+    meta["config"]["hidden_dim"] = 9
+    (folder / "model.json").write_text(json.dumps(meta))
+    with pytest.raises(UserError, match="weights do not fit config"):
+        load_checkpoint(str(folder))
+
+
+def test_not_a_state_dict(saved):
+    _, folder, _ = saved
+    import hashlib
+    junk = b"this is not a torch file"
+    (folder / "model.pt").write_bytes(junk)
+    meta = json.loads((folder / "model.json").read_text())
+    meta["sha256"] = hashlib.sha256(junk).hexdigest()
+    (folder / "model.json").write_text(json.dumps(meta))
+    with pytest.raises(UserError, match="not a readable state dict"):
+        load_checkpoint(str(folder))
+
+
+def test_expected_config_mismatch(saved):
+    _, folder, _ = saved
+    with pytest.raises(UserError, match=r"config\.arch: is 'xu_cnn', expected 'alexnet'"):
+        load_checkpoint(str(folder), expect={"arch": "alexnet"})
+
+
+def test_cli_reports_one_line_and_exit_2(saved):
+    """A corrupt checkpoint reached through a CLI path prints one line, no traceback, exit code 2."""
+    _, folder, _ = saved
+    (folder / "model.pt").write_bytes(b"")
+    code = (
+        "import sys; from actstore.cli import cli, main; import click\n"
+        "@cli.command('load-ckpt')\n@click.argument('folder')\ndef _c(folder):\n"
+        "    from actstore.models import load_checkpoint; load_checkpoint(folder)\n"
+        f"main(['load-ckpt', {str(folder)!r}])\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "model.pt: sha256 does not match" in lines[0]

@@ -1,0 +1,53 @@
+"""The command line: instant help (no heavy imports) and one-line errors with exit code 2."""
+import subprocess
+import sys
+
+import pytest
+
+HEAVY = ("torch", "xarray", "dask", "zarr", "scipy", "pandas")
+COMMANDS = ["run", "data", "train", "extract", "analyze", "query", "status", "report"]
+
+
+def run_cli(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "actstore.cli", *args], capture_output=True, text=True, cwd=cwd)
+
+
+def test_help_imports_nothing_heavy():
+    code = (
+        "import sys\nfrom actstore.cli import main\n"
+        "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+        f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == "[]"
+
+
+def test_every_subcommand_has_help():
+    from actstore.cli import cli
+
+    for name in cli.commands:
+        proc = run_cli(name, "--help")
+        assert proc.returncode == 0, proc.stderr
+        assert "Usage: actstore " in proc.stdout
+
+
+def test_bad_profile_is_one_line_exit_2():
+    proc = run_cli("--profile", "nope", "status")
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        proc.stderr.strip(),
+    ] and "unknown profile 'nope'" in proc.stderr
+
+
+def test_bad_catalog_file_is_one_line_exit_2(tmp_path):
+    bad = tmp_path / "c.yaml"
+    bad.write_text("name: [\n")
+    proc = run_cli("--catalog", str(bad), "status")
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
+    assert str(bad) in proc.stderr and "malformed YAML" in proc.stderr
+
+
+def test_status_lists_the_zoo(tmp_path):
+    proc = run_cli("--profile", "smoke", "--root", str(tmp_path), "status")
+    assert proc.returncode == 0, proc.stderr
+    assert "xu_cnn-s0" in proc.stdout and "alexnet-s0" in proc.stdout and "missing" in proc.stdout
