@@ -82,9 +82,11 @@ def run(env: Env) -> None:
 def analyze(env: Env, what: str) -> None:
     """Run an assay over the stores (each only where stale)."""
     from actstore import jobs
+    from actstore.scheduling import dask_scheduler
 
-    for line in jobs.run(env.catalog, env.root, what):
-        click.echo(line)
+    with dask_scheduler(env.scheduler, env.root):
+        for line in jobs.run(env.catalog, env.root, what):
+            click.echo(line)
 
 
 @cli.command()
