@@ -73,7 +73,7 @@ def run(env: Env) -> None:
     """Everything stale, end to end (data, train, extract, analyze, report)."""
     from actstore.pipeline import run_all
 
-    run_all(env)
+    run_all(env.catalog, env.root, env.scheduler)
 
 
 @cli.command()

@@ -1,18 +1,60 @@
-"""`actstore run`: reconcile the whole chain like make, doing only what is missing or stale."""
+"""`actstore run`: reconcile the whole chain like make — data, train, extract, analyze, report.
+
+Each step decides by content (hashes recorded with its outputs) whether it is stale and
+does nothing when it is not, so a second run with nothing changed only checks.
+"""
 from __future__ import annotations
+
+import time
+from typing import Callable
 
 import click
 
-from actstore.status import status_lines
-
-BUILT_STEPS: tuple[str, ...] = ()
-PLANNED_STEPS = ("data", "train", "extract", "analyze", "report")
+from actstore.catalog import Catalog
 
 
-def run_all(env) -> None:
-    """Run every built step in order, then show what exists under the root."""
-    missing = [s for s in PLANNED_STEPS if s not in BUILT_STEPS]
-    if missing:
-        click.echo(f"actstore run: steps not built yet: {', '.join(missing)}; showing status only")
-    for line in status_lines(env.catalog, env.root):
-        click.echo(line)
+def _steps(catalog: Catalog, root: str) -> list[tuple[str, Callable[[], list[str]]]]:
+    from actstore import jobs
+    from actstore.data import prepare_data
+    from actstore.extract import extract
+    from actstore.report import build_report
+    from actstore.train import train_zoo
+
+    def extract_all() -> list[str]:
+        lines: list[str] = []
+        for name in catalog["stimuli"]:
+            lines += extract(catalog, root, name)
+        return lines
+
+    return [
+        ("data", lambda: prepare_data(catalog, root)),
+        ("train", lambda: train_zoo(catalog, root)),
+        ("extract", extract_all),
+        ("analyze", lambda: jobs.run(catalog, root, "all")),
+        ("report", lambda: build_report(catalog, root)),
+    ]
+
+
+def _summary(lines: list[str]) -> str:
+    """One line per step: 'up to date' when every line says so, else the count of what was done."""
+    done = [ln for ln in lines if "up to date" not in ln]
+    if not done:
+        return "up to date"
+    return "; ".join(done) if len(done) <= 2 else f"{done[0]}; ... ({len(done)} items)"
+
+
+def run_all(catalog: Catalog, root: str, scheduler: str = "threads") -> list[str]:
+    """Run every step in order (each only where stale); returns one summary line per step."""
+    from actstore.scheduling import dask_scheduler
+
+    out: list[str] = []
+    t_all = time.perf_counter()
+    with dask_scheduler(scheduler, root):
+        for name, step in _steps(catalog, root):
+            t0 = time.perf_counter()
+            lines = step()
+            line = f"[{name:<7}] {_summary(lines)} ({time.perf_counter() - t0:.1f} s)"
+            click.echo(line)
+            out.append(line)
+    click.echo(f"done in {time.perf_counter() - t_all:.1f} s; report: {root.rstrip('/')}/report/index.html")
+    return out
