@@ -1,0 +1,63 @@
+"""Population geometry (design 6.4): PCA eigenspectra of standardized features and their power-law exponent.
+
+Inputs may be numpy, dask or xarray (samples x features, features last). Dask inputs never load whole:
+the spectrum comes from a tall-and-skinny QR (exact) or, for very wide matrices, a randomized SVD.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import dask.array as da
+import numpy as np
+import xarray as xr
+
+
+def _matrix(features: Any) -> np.ndarray | da.Array:
+    """A 2-D float64 numpy or dask array (samples, features) from numpy, dask or a 2-D DataArray."""
+    data = features.data if isinstance(features, xr.DataArray) else features
+    data = data if isinstance(data, da.Array) else np.asarray(data)
+    if data.ndim != 2:
+        raise ValueError(f"features must be 2-D (samples, features); got shape {data.shape}")
+    return data.astype(np.float64)
+
+
+def eigenspectrum(features: Any, n_components: int = 256, standardize: bool = True,
+                  exact_max_features: int = 4096, power_iterations: int = 4, seed: int = 0) -> np.ndarray:
+    """Descending PCA eigenvalues (covariance of the features, each standardized across samples when
+    `standardize`), min(n_components, features, samples - 1) of them.
+
+    Dask input with more than `exact_max_features` columns uses a randomized SVD (svd_compressed with
+    `power_iterations` and `seed`); otherwise the exact singular values (tsqr for dask, LAPACK for numpy)."""
+    x = _matrix(features)
+    n, f = x.shape
+    k = min(n_components, f, n - 1)
+    if k < 1:
+        raise ValueError(f"need at least 2 samples and 1 feature; got shape {x.shape}")
+    x = x - x.mean(axis=0)
+    if standardize:
+        sd = x.std(axis=0, ddof=1)
+        x = x / da.where(sd > 0, sd, 1.0) if isinstance(x, da.Array) else x / np.where(sd > 0, sd, 1.0)
+    if not isinstance(x, da.Array):
+        s = np.linalg.svd(x, compute_uv=False)
+    elif f <= exact_max_features:
+        x = x.rechunk({0: max(x.chunks[0][0], f), 1: -1})
+        _, r = da.linalg.tsqr(x, compute_svd=False)
+        s = np.linalg.svd(r.compute(), compute_uv=False)
+    else:
+        _, s, _ = da.linalg.svd_compressed(x, k, n_power_iter=power_iterations, seed=seed, compute=False)
+        s = s.compute()
+    return np.sort(s**2 / (n - 1))[::-1][:k]
+
+
+def powerlaw_exponent(spectrum: Any, ranks: tuple[int, int] = (20, 200)) -> float:
+    """alpha = minus the OLS slope of ln(eigenvalue) on ln(rank) over 1-based ranks lo..hi inclusive
+    (capped by the spectrum's length; non-positive or NaN eigenvalues skipped); NaN with < 2 points."""
+    values = spectrum.values if isinstance(spectrum, xr.DataArray) else spectrum
+    values = np.asarray(values.compute() if isinstance(values, da.Array) else values, dtype=np.float64).ravel()
+    lo, hi = ranks
+    rank = np.arange(1, len(values) + 1)
+    use = (rank >= lo) & (rank <= hi) & np.isfinite(values) & (values > 0)
+    if use.sum() < 2:
+        return float("nan")
+    slope = np.polyfit(np.log(rank[use]), np.log(values[use]), 1)[0]
+    return float(-slope)

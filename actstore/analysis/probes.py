@@ -1,0 +1,186 @@
+"""Linear probes on frozen features (design 6.3), fitted for every model and L2 strength in one batched solve.
+
+Convention: a probe minimises  mean_i loss(x_i W + b, y_i) + (l2 / 2) * ||W||^2  (bias not penalised),
+with softmax cross-entropy for K > 2 classes and one-logit binary cross-entropy for K = 2. With n training
+samples this is scikit-learn's LogisticRegression(C=C) for  l2 = 1 / (C * n)  (i.e. C = 1 / (l2 * n)).
+All (model, l2) problems share labels and are independent, so L-BFGS on the sum of their losses solves each
+one (the gradient of the sum is, block by block, each problem's own gradient; the stop test is on its max).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+
+@dataclass(frozen=True)
+class Probes:
+    """Fitted probes: weight (M models, L strengths, F features, K logits), bias (M, L, K); K = 1 when binary."""
+
+    weight: torch.Tensor
+    bias: torch.Tensor
+
+    def logits(self, features: np.ndarray) -> torch.Tensor:
+        """(M, n, F) features -> (M, L, n, K) logits."""
+        return _logits(_tensor(features), self.weight, self.bias)
+
+    def predict(self, features: np.ndarray) -> np.ndarray:
+        """(M, n, F) features -> (M, L, n) predicted class labels."""
+        z = self.logits(features)
+        return (z[..., 0] > 0).long().numpy() if z.shape[-1] == 1 else z.argmax(-1).numpy()
+
+    def select(self, index: np.ndarray) -> Probes:
+        """Keep one strength per model: index (M,) into L -> probes with L = 1."""
+        i = torch.as_tensor(index, dtype=torch.long)
+        m = torch.arange(len(i))
+        return Probes(self.weight[m, i][:, None], self.bias[m, i][:, None])
+
+
+def _tensor(x: np.ndarray) -> torch.Tensor:
+    t = torch.as_tensor(np.asarray(x, dtype=np.float64))
+    if not torch.isfinite(t).all():
+        raise ValueError("probe features hold NaN or inf (an incomplete model?)")
+    return t
+
+
+def _logits(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """(M, n, F) x (M, L, F, K) -> (M, L, n, K), one batched matmul per model without copying x."""
+    m, l, f, k = weight.shape
+    flat = weight.permute(0, 2, 1, 3).reshape(m, f, l * k)
+    return (x @ flat).reshape(m, -1, l, k).permute(0, 2, 1, 3) + bias[:, :, None, :]
+
+
+def _mean_loss(z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Mean over samples of the per-problem data loss: (M, L, n, K) logits, (n,) labels -> (M, L)."""
+    if z.shape[-1] == 1:
+        z = z[..., 0]
+        return (torch.nn.functional.softplus(z) - y.to(z.dtype) * z).mean(-1)
+    picked = z.gather(-1, y.expand(*z.shape[:-1])[..., None])[..., 0]
+    return (torch.logsumexp(z, -1) - picked).mean(-1)
+
+
+def fit_probes(features: np.ndarray, labels: np.ndarray, n_classes: int, l2: np.ndarray,
+               max_iter: int = 500, tolerance: float = 1e-6) -> Probes:
+    """Fit M x L probes: features (M, n, F), labels (n,) in 0..n_classes-1 shared by all models, l2 (L,).
+
+    Deterministic (zero start, float64). Features are centred internally for conditioning; the
+    returned bias is for the raw features, so the solution equals an uncentred fit.
+    """
+    x = _tensor(features)
+    y = torch.as_tensor(np.asarray(labels), dtype=torch.long)
+    lam = torch.as_tensor(np.asarray(l2, dtype=np.float64))
+    if y.numel() != x.shape[1] or (y < 0).any() or (y >= n_classes).any():
+        raise ValueError(f"labels must be {x.shape[1]} integers in 0..{n_classes - 1}")
+    mean = x.mean(1, keepdim=True)
+    xc = x - mean
+    m, _, f = x.shape
+    k = 1 if n_classes == 2 else n_classes
+    weight = torch.zeros(m, len(lam), f, k, dtype=torch.float64, requires_grad=True)
+    bias = torch.zeros(m, len(lam), k, dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.LBFGS([weight, bias], lr=1.0, max_iter=max_iter, history_size=20,
+                            tolerance_grad=tolerance, tolerance_change=1e-15, line_search_fn="strong_wolfe")
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        loss = _mean_loss(_logits(xc, weight, bias), y) + 0.5 * lam * (weight**2).sum((2, 3))
+        total = loss.sum()
+        total.backward()
+        return total
+
+    opt.step(closure)
+    w = weight.detach()
+    b = bias.detach() - torch.einsum("mf,mlfk->mlk", mean[:, 0], w)
+    return Probes(w, b)
+
+
+def log_loss(probes: Probes, features: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Mean cross-entropy of every probe on (features, labels): (M, L)."""
+    y = torch.as_tensor(np.asarray(labels), dtype=torch.long)
+    return _mean_loss(probes.logits(features), y).numpy()
+
+
+def accuracy(predicted: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Fraction correct over the last axis; predicted (..., n), labels (n,)."""
+    return (np.asarray(predicted) == np.asarray(labels)).mean(-1)
+
+
+def fit_selected(train: np.ndarray, y_train: np.ndarray, val: np.ndarray, y_val: np.ndarray, n_classes: int,
+                 l2_grid: np.ndarray, max_iter: int = 500, tolerance: float = 1e-6) -> tuple[Probes, np.ndarray]:
+    """Fit every strength of the grid, keep per model the best validation accuracy (ties: lower validation
+    cross-entropy, then the stronger L2). Returns the chosen probes (L = 1) and the chosen l2 per model (M,)."""
+    grid = np.asarray(l2_grid, dtype=np.float64)
+    probes = fit_probes(train, y_train, n_classes, grid, max_iter=max_iter, tolerance=tolerance)
+    acc = accuracy(probes.predict(val), y_val)
+    loss = log_loss(probes, val, y_val)
+    best = np.array([np.lexsort((-grid, loss[i], -acc[i]))[0] for i in range(len(acc))])
+    return probes.select(best), grid[best]
+
+
+def standardized(train: np.ndarray, *others: np.ndarray) -> list[np.ndarray]:
+    """Standardize (M, n, F) feature sets per model and feature with the train set's mean and SD
+    (SD 0 -> 1), so validation and test use training statistics only."""
+    mean = train.mean(1, keepdims=True)
+    sd = train.std(1, keepdims=True)
+    sd = np.where(sd > 0, sd, 1.0)
+    return [(x - mean) / sd for x in (train, *others)]
+
+
+def balanced_subsets(labels: np.ndarray, sizes: list[int], n_classes: int, seed: int) -> list[np.ndarray]:
+    """Nested class-balanced training subsets (size/n_classes per class), one per size, drawn with `seed`."""
+    labels = np.asarray(labels)
+    rng = np.random.default_rng(seed)
+    per_class = [rng.permutation(np.flatnonzero(labels == c)) for c in range(n_classes)]
+    available = min(len(p) for p in per_class)
+    out = []
+    for size in sizes:
+        if size % n_classes or size // n_classes > available:
+            raise ValueError(f"train size {size}: needs a multiple of {n_classes} with at most "
+                             f"{available} per class (the pool has {available * n_classes} balanced)")
+        out.append(np.sort(np.concatenate([p[: size // n_classes] for p in per_class])))
+    return out
+
+
+def feasible_sizes(labels: np.ndarray, sizes: list[int], n_classes: int) -> list[int]:
+    """The sizes of `sizes` that a class-balanced draw from `labels` can supply."""
+    available = min(int((np.asarray(labels) == c).sum()) for c in range(n_classes))
+    return [s for s in sizes if s % n_classes == 0 and s // n_classes <= available]
+
+
+def accuracy_by_level(predicted: np.ndarray, labels: np.ndarray, level: np.ndarray, grid: np.ndarray) -> np.ndarray:
+    """Accuracy among the trials at each grid level (e.g. coherence): (..., n) -> (..., G); NaN if none."""
+    correct = np.asarray(predicted) == np.asarray(labels)
+    return np.stack([_mean_where(correct, np.isclose(level, g)) for g in grid], -1)
+
+
+def balanced_accuracy_by_level(predicted: np.ndarray, labels: np.ndarray, level: np.ndarray,
+                               grid: np.ndarray) -> np.ndarray:
+    """(hit rate on targets at level c + correct-rejection rate on blanks) / 2 for each c of the grid.
+
+    Blanks are label 0; a grid level with no target trials (c = 0: a zero-contrast target is a blank)
+    uses the false-alarm rate as its hit rate, which gives exactly 0.5. (..., n) -> (..., G)."""
+    predicted, labels, level = np.asarray(predicted), np.asarray(labels), np.asarray(level)
+    blank = labels == 0
+    rejection = _mean_where(predicted == 0, blank)
+    cols = []
+    for g in grid:
+        targets = (labels == 1) & np.isclose(level, g)
+        hit = _mean_where(predicted == 1, targets) if targets.any() else 1.0 - rejection
+        cols.append((hit + rejection) / 2)
+    return np.stack(cols, -1)
+
+
+def _mean_where(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    n = mask.sum()
+    return values[..., mask].mean(-1) if n else np.full(values.shape[:-1], np.nan)
+
+
+def normalized_auc(values: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Trapezoid area of values (..., G) over x (G,), divided by the x range: a mean level in [0, 1]."""
+    x = np.asarray(x, dtype=np.float64)
+    return np.trapezoid(values, x, axis=-1) / (x[-1] - x[0])
+
+
+def chance_adjusted(value: np.ndarray, chance: float) -> np.ndarray:
+    """(value - chance) / (1 - chance): 0 at chance, 1 at perfect."""
+    return (np.asarray(value) - chance) / (1.0 - chance)
