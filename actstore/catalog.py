@@ -78,6 +78,11 @@ def _mapping(key: Checker, value: Checker, min_len: int = 0) -> Checker:
     return check
 
 
+def _bool(v: Any, where: str) -> None:
+    if not isinstance(v, bool):
+        _fail(where, v, "true or false")
+
+
 def _any_mapping(v: Any, where: str) -> None:
     if not isinstance(v, dict):
         _fail(where, v, "a mapping")
@@ -134,8 +139,19 @@ SCHEMA: dict[str, Any] = {
             "min_fit_r2": _float(-1.0, 1.0),
             "dog_starts": _int(1),
         },
-        "probes": {"l2_grid": _list(_float(0.0))},
-        "geometry": {"n_components": _int(2), "ranks": _list(_int(1), length=2)},
+        "probes": {
+            "l2_grid": _list(_float(0.0)),
+            "orientation_train_sizes": _list(_int(2), unique=True),
+            "standardize": {"orientation": _bool, "contrast": _bool, "rdk": _bool},
+            "max_iter": _int(1),
+            "tolerance": _float(0.0),
+        },
+        "geometry": {
+            "n_components": _int(2),
+            "ranks": _list(_int(1), length=2),
+            "randomized_above": _int(1),
+            "power_iterations": _int(0),
+        },
     },
 }
 
