@@ -129,7 +129,7 @@ SCHEMA: dict[str, Any] = {
         "plateau": {"factor": _float(0.0, 1.0), "patience": _int(0), "min_lr": _float(0.0)},
     },
     "evaluation": {"chunk_samples": _int(2)},
-    "extract": {"device": _str(DEVICES), "batch_size": _int(1)},
+    "extract": {"device": _str(DEVICES), "batch_size": _int(1), "chunk_mb": _float(0.001)},
     "stimuli": _list(_str(), unique=True),
     "recipe_overrides": _mapping(_str(), _any_mapping),
     "analysis": {
