@@ -1,1 +1,52 @@
-"""actstore.stimuli."""
+"""Stimulus sets as a pure function of (recipe, run seed), identical for every arch (design 6.2-6.4).
+
+`generate(recipe, seed)` dispatches on the recipe's `kind` and returns an xr.Dataset holding
+`stimulus` float32 in [0, 1] over (*stimulus dims, ["frame",] "y", "x") plus the stimulus
+coords, with attrs["chunk_frames"] (the GRU runs from a zero state on each chunk).
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import xarray as xr
+
+from actstore.errors import UserError
+from actstore.stimuli.contrast import contrast_task
+from actstore.stimuli.gratings import carriers, gaussian_envelope, gratings, pixel_coordinates, tuning_grid
+from actstore.stimuli.orientation import orientation_task
+from actstore.stimuli.rdk import dot_trajectories, rdk_task, rendered_dots
+from actstore.stimuli.recipes import KINDS, validate_recipe
+from actstore.stimuli.reference import reference_clips
+
+__all__ = [
+    "KINDS", "generate", "validate_recipe", "needs_reference",
+    "tuning_grid", "orientation_task", "contrast_task", "rdk_task", "reference_clips",
+    "gratings", "carriers", "gaussian_envelope", "pixel_coordinates", "dot_trajectories", "rendered_dots",
+]
+
+_GENERATORS: dict[str, Callable[[dict, int], xr.Dataset]] = {
+    "tuning_grid": tuning_grid,
+    "orientation_task": orientation_task,
+    "contrast_task": contrast_task,
+    "rdk_task": rdk_task,
+}
+
+
+def needs_reference(recipe: dict) -> bool:
+    """True when generate() needs the reference session's frames for this recipe."""
+    return recipe["kind"] == "reference_clips"
+
+
+def generate(recipe: dict, seed: int, reference_frames: np.ndarray | None = None) -> xr.Dataset:
+    """The stimulus set of a (validated) recipe for run seed `seed`; reference_clips also takes the
+    reference session's frames (T, H, W). Raises UserError on a bad recipe or missing frames."""
+    where = f"recipe {recipe.get('name', '?')!r}" if isinstance(recipe, dict) else "recipe"
+    validate_recipe(recipe, where)
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise UserError(f"{where}: seed: invalid value {seed!r}; expected an integer >= 0")
+    if needs_reference(recipe):
+        if reference_frames is None:
+            raise UserError(f"{where}: kind reference_clips needs the reference session's frames")
+        return reference_clips(recipe, int(seed), reference_frames)
+    return _GENERATORS[recipe["kind"]](recipe, int(seed))
