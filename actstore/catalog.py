@@ -88,6 +88,23 @@ def _any_mapping(v: Any, where: str) -> None:
         _fail(where, v, "a mapping")
 
 
+def _range(lo: float | None = None, hi: float | None = None) -> Checker:
+    """[low, high] with both inside [lo, hi] and low <= high."""
+    pair = _list(_float(lo, hi), length=2)
+
+    def check(v: Any, where: str) -> None:
+        pair(v, where)
+        if v[0] > v[1]:
+            _fail(where, v, "[low, high] with low <= high")
+    return check
+
+
+def _ou(v: Any, where: str) -> None:
+    """[sd, tau_s] of an Ornstein-Uhlenbeck process: sd >= 0, tau_s > 0."""
+    _list(_float(0.0), length=2)(v, where)
+    if v[1] <= 0:
+        _fail(where, v, "[sd >= 0, tau_s > 0]")
+
 _OPT = {"lr": _float(0.0), "weight_decay": _float(0.0)}
 
 SCHEMA: dict[str, Any] = {
@@ -109,6 +126,40 @@ SCHEMA: dict[str, Any] = {
             "frame_shape": _list(_int(8), length=2),
             "bin_ms": _float(1.0),
             "neurons": _mapping(_str(), _int(1), min_len=1),
+            "cells": {
+                "complex_fraction": _float(0.0, 1.0),
+                "sf_cpp": _range(0.001, 0.5),
+                "envelope_cycles": _range(0.05),
+                "aspect": _range(0.1),
+                "rf_margin_sigmas": _float(0.0),
+                "c50": _range(0.001, 1.0),
+                "nr_exponent": _range(0.1),
+                "spontaneous_hz": _range(0.0),
+                "mean_rate_hz": _range(0.01),
+                "kernel_bins": _int(1),
+                "kernel_peak_bins": _range(0.0),
+                "kernel_width_bins": _range(0.01),
+            },
+            "movie": {
+                "world_px": _list(_int(16), length=2),
+                "spectrum_slope": _float(0.0, 3.0),
+                "rms_contrast": _float(0.0, 1.0),
+                "deg_per_px": _float(0.01),
+                "yaw_velocity": _ou,
+                "turn_rate_hz": _float(0.0),
+                "turn_deg": _range(0.0),
+                "turn_bins": _int(1),
+                "pitch": _ou,
+                "roll": _ou,
+                "eye": _ou,
+                "speed": _ou,
+                "speed_mean_cm_s": _float(0.0),
+                "walk_px_per_cm": _float(0.0),
+                "zoom": _ou,
+                "luminance": _ou,
+                "pupil_px": _float(0.0),
+                "pupil": _ou,
+            },
         },
     },
     "zoo": {
