@@ -90,6 +90,24 @@ def analyze(env: Env, what: str) -> None:
 
 
 @cli.command()
+@click.option("--recipe", required=True, metavar="R", help="The stimulus set (a recipe in the catalog's stimuli).")
+@arch_option
+@seed_option
+@device_option
+@click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Stimuli per forward pass.")
+@click.option("--rebuild", is_flag=True, help="Replace a store written by another recipe or zoo.")
+@pass_env
+def extract(env: Env, recipe: str, archs: tuple[str, ...], seeds: tuple[int, ...], device: str | None,
+            batch_size: int | None, rebuild: bool) -> None:
+    """Run the frozen models over one stimulus set into <root>/<recipe>.zarr (only what is missing)."""
+    from actstore.extract import extract as run_extract
+
+    for line in run_extract(env.catalog, env.root, recipe, list(archs) or None, list(seeds) or None,
+                            device, batch_size, rebuild):
+        click.echo(line)
+
+
+@cli.command()
 @pass_env
 def status(env: Env) -> None:
     """What exists under the root, what is stale, and sizes."""

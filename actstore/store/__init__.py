@@ -1,1 +1,24 @@
-"""actstore.store."""
+"""Activation stores: one Zarr v3 group per stimulus set under the root, opened lazily with xarray."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from actstore.errors import UserError
+from actstore.store.root import filesystem, join, zarr_location
+
+if TYPE_CHECKING:
+    import xarray as xr
+
+
+def open_store(name: str, root: str = "stores") -> "xr.Dataset":
+    """The store of stimulus set `name` as a lazy Dataset (only models with complete==True hold values)."""
+    import xarray as xr
+
+    from actstore.store.zarrstore import quiet_zarr
+
+    url = join(root, f"{name}.zarr")
+    fs, path = filesystem(url)
+    if not fs.exists(f"{path}/zarr.json"):
+        raise UserError(f"{url}: no such store; run `actstore extract --recipe {name}` first")
+    with quiet_zarr():
+        return xr.open_zarr(zarr_location(url), consolidated=True)

@@ -12,3 +12,11 @@ def join(root: str, *parts: str) -> str:
 def filesystem(url: str) -> tuple[fsspec.AbstractFileSystem, str]:
     """The fsspec filesystem of a path or URL, and the path inside it."""
     return fsspec.core.url_to_fs(str(url))
+
+
+def zarr_location(url: str) -> str:
+    """What to hand zarr and xarray: a plain path for local roots (file:// included), else the URL."""
+    from fsspec.implementations.local import LocalFileSystem
+
+    fs, path = filesystem(url)
+    return path if isinstance(fs, LocalFileSystem) else str(url)

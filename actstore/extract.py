@@ -1,0 +1,211 @@
+"""`actstore extract`: every frozen model of the zoo x one stimulus set -> `<root>/<recipe>.zarr`.
+
+Models already stored with the same checkpoint and recipe (and intact checksums) are
+skipped; the rest run in eval mode under inference_mode, batched, while a writer thread
+flushes chunk-aligned regions. A model is marked complete only after all of it is written.
+"""
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from typing import Any
+
+import numpy as np
+import xarray as xr
+import yaml
+from tqdm import tqdm
+
+from actstore.catalog import Catalog, canonical_hash
+from actstore.errors import UserError
+from actstore.features import SPACES, batched_features, resolve_device
+from actstore.models.checkpoint import load_checkpoint, read_meta
+from actstore.store.ledger import ledger_entry, model_problem
+from actstore.store.root import filesystem, join
+from actstore.store.zarrstore import ActivationStore, sha256_of, store_path
+
+Model = tuple[str, int]
+
+
+def checkpoint_folder(root: str, arch: str, seed: int) -> str:
+    return join(root, "models", f"{arch}-s{seed}")
+
+
+def select_models(catalog: Catalog, archs: list[str] | None, seeds: list[int] | None) -> list[Model]:
+    """The catalog's models, limited to the given archs/seeds (which must be in the catalog's zoo)."""
+    zoo = catalog["zoo"]
+    for name, asked, valid in (("arch", archs, zoo["archs"]), ("seed", seeds, zoo["seeds"])):
+        bad = [x for x in (asked or []) if x not in valid]
+        if bad:
+            raise UserError(f"{catalog.path}: zoo.{name}s: {bad[0]!r} is not in the zoo; valid: "
+                            f"{', '.join(map(str, valid))}")
+    return [(a, s) for a, s in catalog.models if (not archs or a in archs) and (not seeds or s in seeds)]
+
+
+def checkpoint_sha(root: str, arch: str, seed: int) -> str:
+    """The checkpoint's sha256 from its metadata; a missing checkpoint is one clear line."""
+    folder = checkpoint_folder(root, arch, seed)
+    fs, path = filesystem(folder)
+    if not fs.exists(f"{path}/model.json"):
+        raise UserError(f"{folder}: no checkpoint for {arch}-s{seed}; "
+                        f"run `actstore train --arch {arch} --seed {seed}` first")
+    return read_meta(folder)["sha256"]
+
+
+def generate_stimuli(catalog: Catalog, root: str, recipe: dict) -> xr.Dataset:
+    """The recipe's stimulus Dataset (reference clips draw on the reference session's frames)."""
+    from actstore.stimuli import generate
+
+    reference = None
+    if recipe.get("kind") == "reference_clips":
+        from actstore.data import load_sessions
+
+        reference = load_sessions(catalog, root)[catalog["data"]["reference_session"]].frames
+    return generate(recipe, catalog["run_seed"], reference_frames=reference)
+
+
+def space_dims(stimuli: xr.Dataset, config: dict) -> dict[str, tuple[tuple[str, int], ...]]:
+    """Each feature space's trailing dims for these stimuli and this zoo's sizes."""
+    n_frames = stimuli.sizes.get("frame", 1)
+    return {s.name: s.dims(n_frames, int(stimuli.attrs["chunk_frames"]), config) for s in SPACES}
+
+
+def open_or_create(catalog: Catalog, root: str, recipe: dict, stimuli_fn: Any, rebuild: bool) -> ActivationStore:
+    """The recipe's store: the existing one if written by the same recipe and zoo layout, else a new one.
+
+    A store from another recipe or zoo is an error unless `rebuild` replaces it.
+    `stimuli_fn()` returns the stimulus Dataset (only called when a store is created).
+    """
+    name, rhash = recipe["name"], canonical_hash(recipe)
+    url = store_path(root, name)
+    fs, path = filesystem(url)
+    config = {"encoder_dim": catalog["zoo"]["encoder_dim"], "hidden_dim": catalog["zoo"]["hidden_dim"]}
+    if fs.exists(path) and rebuild:
+        fs.rm(path, recursive=True)
+    if fs.exists(path):
+        store = ActivationStore(url)
+        if store.attrs.get("recipe_hash") != rhash:
+            raise UserError(f"{url}: written by another version of recipe {name!r} (hash "
+                            f"{str(store.attrs.get('recipe_hash'))[:12]}, now {rhash[:12]}); "
+                            f"rerun `actstore extract --recipe {name} --rebuild` to replace it")
+        sizes = {k: store.group[s.name].shape[-1] for s, k in zip(SPACES, ("encoder_dim", "hidden_dim"))}
+        if sizes != config:
+            raise UserError(f"{url}: holds {sizes}, the catalog's zoo has {config}; "
+                            f"rerun `actstore extract --recipe {name} --rebuild` to replace it")
+        return store
+    stimuli = stimuli_fn()
+    attrs = {"recipe_name": name, "recipe_hash": rhash, "recipe_yaml": yaml.safe_dump(recipe, sort_keys=True)}
+    target = int(catalog["extract"]["chunk_mb"] * 2**20)
+    return ActivationStore.create(url, stimuli, catalog.models, space_dims(stimuli, config), attrs, target)
+
+
+class RegionWriter:
+    """A background thread that writes each model's chunks as soon as the forward passes cover them."""
+
+    def __init__(self, store: ActivationStore, depth: int = 4):
+        self.store = store
+        self.queue: queue.Queue = queue.Queue(maxsize=depth)
+        self.error: BaseException | None = None
+        self.buffers: dict[str, np.ndarray] = {}
+        self.pending: dict[str, list] = {}
+        self.thread = threading.Thread(target=self._loop, name="actstore-writer", daemon=True)
+        self.thread.start()
+
+    def put(self, *item: Any) -> None:
+        if self.error is not None:
+            raise self.error
+        self.queue.put(item)
+
+    def close(self) -> None:
+        """Wait until everything queued is written; re-raise a write error."""
+        self.queue.put(None)
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
+
+    def _loop(self) -> None:
+        while (item := self.queue.get()) is not None:
+            if self.error is None:
+                try:
+                    getattr(self, f"_{item[0]}")(*item[1:])
+                except BaseException as e:  # handed to the main thread by put/close
+                    self.error = e
+
+    def _begin(self, arch: str, seed: int) -> None:
+        n = int(np.prod(self.store.stim_shape))
+        self.buffers = {}
+        self.pending = {}
+        for space in self.store.spaces:
+            tail = self.store.group[space].shape[2 + len(self.store.stim_dims):]
+            self.buffers[space] = np.empty((n, *tail), dtype=np.float32)
+            self.pending[space] = self.store.runs(space)
+
+    def _data(self, arch: str, seed: int, first: int, stop: int, feats: dict[str, np.ndarray]) -> None:
+        for space, values in feats.items():
+            buf = self.buffers[space]
+            buf[first:stop] = values.reshape(stop - first, *buf.shape[1:])
+            runs = self.pending[space]
+            while runs and runs[0][1] <= stop:
+                lo, hi, region = runs.pop(0)
+                self.store.write(space, arch, seed, region, buf[lo:hi])
+
+    def _finish(self, arch: str, seed: int, checkpoint_sha256: str, device: str) -> None:
+        left = [s for s, runs in self.pending.items() if runs]
+        if left:
+            raise RuntimeError(f"{arch}-s{seed}: unwritten chunks in {left}")
+        checksums = {space: sha256_of(buf) for space, buf in self.buffers.items()}
+        entry = ledger_entry(checkpoint_sha256, self.store.attrs["recipe_hash"], device, checksums)
+        self.store.finish(arch, seed, entry)
+
+
+def extract_models(store: ActivationStore, root: str, todo: list[tuple[Model, str]], shas: dict[Model, str],
+                   config: dict, device: str, batch_size: int) -> list[str]:
+    """Run each model over the store's frames and write its region, overlapping compute with writes."""
+    frames = store.frames()
+    chunk_frames = int(store.attrs["chunk_frames"])
+    name = store.attrs["recipe_name"]
+    lines = []
+    writer = RegionWriter(store)
+    try:
+        for (arch, seed), reason in todo:
+            started = time.perf_counter()
+            twin, _ = load_checkpoint(checkpoint_folder(root, arch, seed), expect={"arch": arch, **config})
+            if tuple(twin.config["frame_shape"]) != frames.shape[-2:]:
+                raise UserError(f"{checkpoint_folder(root, arch, seed)}: model frames {twin.config['frame_shape']} "
+                                f"differ from the {name} stimuli's {list(frames.shape[-2:])}")
+            store.begin(arch, seed)
+            writer.put("begin", arch, seed)
+            with tqdm(total=len(frames), desc=f"{name} {arch}-s{seed}", unit="stim", disable=None) as bar:
+                for first, stop, feats in batched_features(twin, frames, batch_size, device, chunk_frames):
+                    writer.put("data", arch, seed, first, stop, feats)
+                    bar.update(stop - first)
+            writer.put("finish", arch, seed, shas[(arch, seed)], device)
+            what = "extracted" if reason == "not extracted" else f"re-extracted ({reason})"
+            lines.append(f"{name}: {arch}-s{seed} {what}: {len(frames)} stimuli on {device} "
+                         f"in {time.perf_counter() - started:.1f} s")
+    finally:
+        writer.close()
+    return lines
+
+
+def extract(catalog: Catalog, root: str, recipe_name: str, archs: list[str] | None = None,
+            seeds: list[int] | None = None, device: str | None = None, batch_size: int | None = None,
+            rebuild: bool = False) -> list[str]:
+    """Bring `<root>/<recipe>.zarr` up to date for the selected models; one summary line per model."""
+    recipe = catalog.recipe(recipe_name)
+    models = select_models(catalog, archs, seeds)
+    shas = {m: checkpoint_sha(root, *m) for m in models}
+    store = open_or_create(catalog, root, recipe, lambda: generate_stimuli(catalog, root, recipe), rebuild)
+    lines, todo = [], []
+    for model in models:
+        problem = model_problem(store, *model, shas[model])
+        if problem is None:
+            lines.append(f"{recipe_name}: {model[0]}-s{model[1]} up to date")
+        else:
+            todo.append((model, problem))
+    if todo:
+        config = {"encoder_dim": catalog["zoo"]["encoder_dim"], "hidden_dim": catalog["zoo"]["hidden_dim"]}
+        lines += extract_models(store, root, todo, shas, config,
+                                resolve_device(device or catalog["extract"]["device"]),
+                                batch_size or catalog["extract"]["batch_size"])
+    return lines

@@ -1,0 +1,214 @@
+"""One Zarr v3 group per stimulus set: dense arrays over arch x seed x stimulus, written by region.
+
+Every array is created with the store (NaN / False fill), so metadata and consolidated
+metadata never change afterwards and concurrent writers only ever touch their own
+model's chunks. A store is built under a temporary name and moved into place whole.
+"""
+from __future__ import annotations
+
+import hashlib
+import uuid
+import warnings
+from contextlib import contextmanager
+from math import prod
+from typing import Any, Iterator
+
+import numpy as np
+import xarray as xr
+import zarr
+
+from actstore.errors import UserError
+from actstore.store.layout import chunk_runs, stimulus_chunks
+from actstore.store.root import filesystem, join, zarr_location
+
+STORE_FORMAT = "actstore-store/1"
+MODEL_DIMS = ("arch", "seed")
+FRAME_DIMS = ("frame", "y", "x")
+LEDGER = ("provenance", "complete")
+
+
+@contextmanager
+def quiet_zarr() -> Iterator[None]:
+    """Silence zarr's notice that consolidated metadata is not in the v3 spec (we rely on zarr-python's)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Consolidated metadata", category=UserWarning)
+        yield
+
+
+def store_path(root: str, name: str) -> str:
+    return join(root, f"{name}.zarr")
+
+
+def sha256_of(values: np.ndarray) -> str:
+    """Checksum of an array's float32 C-order bytes."""
+    return hashlib.sha256(np.ascontiguousarray(values, dtype=np.float32).tobytes()).hexdigest()
+
+
+def stimulus_dims(stimuli: xr.Dataset) -> tuple[str, ...]:
+    """The recipe's own dims of the `stimulus` variable (everything but frame, y, x)."""
+    return tuple(d for d in stimuli["stimulus"].dims if d not in FRAME_DIMS)
+
+
+def _strings_as_objects(var: xr.Variable) -> xr.Variable:
+    """Text as variable-length strings (Zarr's stable `string` type, not fixed-width UTF-32)."""
+    if var.dtype.kind in "UT" or var.dtype.kind == "O":
+        return var.astype(object)
+    return var
+
+
+def _template(stimuli: xr.Dataset, models: list[tuple[str, int]], spaces: dict[str, tuple[tuple[str, int], ...]],
+              target_bytes: int) -> tuple[xr.Dataset, dict[str, dict]]:
+    """The empty store as a Dataset of lazy fill arrays, and each variable's encoding (chunks)."""
+    import dask.array as da
+
+    archs = list(dict.fromkeys(a for a, _ in models))
+    seeds = sorted({s for _, s in models})
+    sdims = stimulus_dims(stimuli)
+    sshape = tuple(stimuli.sizes[d] for d in sdims)
+    coords = {name: _strings_as_objects(c.variable) for name, c in stimuli.coords.items()}
+    coords["arch"] = xr.Variable("arch", np.array(archs, dtype=object))
+    coords["seed"] = xr.Variable("seed", np.array(seeds, dtype=np.int64))
+    data_vars: dict[str, Any] = {}
+    encoding: dict[str, dict] = {}
+    for name, tail in spaces.items():
+        tail_shape = tuple(n for _, n in tail)
+        chunks = (1, 1, *stimulus_chunks(sshape, 4 * prod(tail_shape), target_bytes), *tail_shape)
+        shape = (len(archs), len(seeds), *sshape, *tail_shape)
+        coords.update({d: xr.Variable(d, np.arange(n, dtype=np.int64)) for d, n in tail})
+        data_vars[name] = ((*MODEL_DIMS, *sdims, *(d for d, _ in tail)),
+                           da.full(shape, np.nan, dtype=np.float32, chunks=chunks))
+        encoding[name] = {"chunks": chunks}
+    stim = stimuli["stimulus"].astype(np.float32)
+    frame_shape = stim.shape[len(sdims):]
+    encoding["stimulus"] = {"chunks": (*stimulus_chunks(sshape, 4 * prod(frame_shape), target_bytes), *frame_shape)}
+    data_vars["stimulus"] = stim.variable
+    shape2 = (len(archs), len(seeds))
+    data_vars["provenance"] = (MODEL_DIMS, np.full(shape2, "", dtype=object))
+    data_vars["complete"] = (MODEL_DIMS, da.zeros(shape2, dtype=bool, chunks=(1, 1)))
+    encoding["provenance"] = {"chunks": (1, 1)}
+    encoding["complete"] = {"chunks": (1, 1)}
+    for name in stimuli.data_vars:
+        if name != "stimulus":
+            data_vars[name] = _strings_as_objects(stimuli[name].variable)
+    return xr.Dataset(data_vars, coords=coords), encoding
+
+
+class ActivationStore:
+    """A store on disk (or any fsspec URL): model slots, chunk-aligned region writes, the ledger."""
+
+    def __init__(self, url: str):
+        self.url = url
+        with quiet_zarr():
+            self.group = zarr.open_group(zarr_location(url), mode="r+", zarr_format=3)
+        self.attrs = dict(self.group.attrs)
+        if self.attrs.get("format") != STORE_FORMAT:
+            raise UserError(f"{url}: not an actstore store (attrs.format is {self.attrs.get('format')!r}, "
+                            f"expected {STORE_FORMAT!r}); remove it or rerun with --rebuild")
+        self.archs = [str(a) for a in self.group["arch"][:]]
+        self.seeds = [int(s) for s in self.group["seed"][:]]
+        self.spaces: dict[str, list[str]] = self.attrs["spaces"]
+        self.stim_dims: list[str] = self.attrs["stimulus_dims"]
+        self.stim_shape = tuple(self.group["stimulus"].shape[:len(self.stim_dims)])
+
+    # --------------------------------------------------------------------- create / open
+    @classmethod
+    def create(cls, url: str, stimuli: xr.Dataset, models: list[tuple[str, int]],
+               spaces: dict[str, tuple[tuple[str, int], ...]], attrs: dict[str, Any],
+               target_bytes: int) -> "ActivationStore":
+        """Write the whole empty store under a temporary name, then move it into place.
+
+        If another process published the same store first, theirs is kept and opened.
+        """
+        template, encoding = _template(stimuli, models, spaces, target_bytes)
+        template.attrs = {
+            **stimuli.attrs, **attrs, "format": STORE_FORMAT,
+            "stimulus_dims": list(stimulus_dims(stimuli)),
+            "spaces": {name: [d for d, _ in tail] for name, tail in spaces.items()},
+            "stimulus_sha256": sha256_of(template["stimulus"].values),
+        }
+        parent, _, base = url.rpartition("/")
+        tmp_url = f"{parent}/.{base}.{uuid.uuid4().hex[:8]}.tmp" if parent else f".{base}.{uuid.uuid4().hex[:8]}.tmp"
+        fs, final = filesystem(url)
+        tmp = filesystem(tmp_url)[1]
+        with quiet_zarr():
+            template.to_zarr(zarr_location(tmp_url), mode="w-", zarr_format=3, consolidated=True, compute=False, encoding=encoding)
+        _publish(fs, tmp, final)
+        return cls(url)
+
+    # --------------------------------------------------------------------- models
+    def slot(self, arch: str, seed: int) -> tuple[int, int]:
+        """Index of a model along (arch, seed)."""
+        if arch not in self.archs or seed not in self.seeds:
+            raise UserError(f"{self.url}: holds archs {self.archs} x seeds {self.seeds}, not {arch}-s{seed}; "
+                            "rerun with --rebuild to remake it for the catalog's zoo")
+        return self.archs.index(arch), self.seeds.index(seed)
+
+    def frames(self) -> np.ndarray:
+        """The shown frames as (stimuli, frames, y, x), checked against the checksum taken at creation."""
+        values = self.group["stimulus"][...]
+        if sha256_of(values) != self.attrs["stimulus_sha256"]:
+            raise UserError(f"{self.url}/stimulus: frames fail their checksum (corrupted store); "
+                            "rerun with --rebuild")
+        return values.reshape(prod(self.stim_shape), -1, *values.shape[-2:])
+
+    def runs(self, space: str) -> list[tuple[int, int, tuple[slice, ...]]]:
+        """Chunk-aligned flat stimulus ranges of a feature space, in write order."""
+        chunks = self.group[space].chunks[2:2 + len(self.stim_dims)]
+        return chunk_runs(self.stim_shape, chunks)
+
+    def write(self, space: str, arch: str, seed: int, region: tuple[slice, ...], values: np.ndarray) -> None:
+        """Write one chunk-aligned block (stimuli flat, then the space's own dims) of one model."""
+        i, j = self.slot(arch, seed)
+        arr = self.group[space]
+        shape = tuple(len(range(*s.indices(n))) for s, n in zip(region, self.stim_shape))
+        arr[(i, j, *region)] = values.reshape(*shape, *arr.shape[2 + len(shape):])
+
+    def read(self, space: str, arch: str, seed: int) -> np.ndarray:
+        i, j = self.slot(arch, seed)
+        return self.group[space][i, j]
+
+    # --------------------------------------------------------------------- ledger
+    def is_complete(self, arch: str, seed: int) -> bool:
+        """The ledger flag; an unreadable flag counts as not complete."""
+        i, j = self.slot(arch, seed)
+        try:
+            return bool(self.group["complete"][i, j])
+        except Exception:  # a truncated or garbled chunk raises codec-specific errors
+            return False
+
+    def complete_count(self) -> int:
+        return sum(self.is_complete(a, s) for a in self.archs for s in self.seeds)
+
+    def begin(self, arch: str, seed: int) -> None:
+        """Mark a model incomplete before its region is (re)written."""
+        i, j = self.slot(arch, seed)
+        self.group["complete"][i, j] = False
+
+    def finish(self, arch: str, seed: int, entry_json: str) -> None:
+        """Record the model's ledger entry, then its complete flag (last, once everything is flushed)."""
+        i, j = self.slot(arch, seed)
+        self.group["provenance"][i, j] = entry_json
+        self.group["complete"][i, j] = True
+
+    def entry_json(self, arch: str, seed: int) -> str:
+        """The raw ledger entry ('' when none)."""
+        i, j = self.slot(arch, seed)
+        return str(self.group["provenance"][i, j])
+
+
+def _publish(fs, tmp: str, final: str) -> None:
+    """Move a finished store into place, unless one already is (then the temporary copy is dropped)."""
+    from fsspec.implementations.local import LocalFileSystem
+    import os
+
+    if isinstance(fs, LocalFileSystem):
+        try:
+            os.rename(tmp, final)  # atomic; fails when another process published first
+            return
+        except OSError:
+            if not os.path.isdir(final):
+                raise
+    elif not fs.exists(final):
+        fs.mv(tmp, final, recursive=True)
+        return
+    fs.rm(tmp, recursive=True)
