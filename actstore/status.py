@@ -6,6 +6,7 @@ from typing import Iterator
 import fsspec
 
 from actstore.catalog import Catalog
+from actstore.store.root import join
 
 
 def _size(fs: fsspec.AbstractFileSystem, path: str) -> int:
@@ -13,6 +14,17 @@ def _size(fs: fsspec.AbstractFileSystem, path: str) -> int:
         return int(fs.du(path, total=True))
     except (FileNotFoundError, NotADirectoryError):
         return 0
+
+
+def _completed(url: str) -> str:
+    """'k/n models complete' from a store's ledger flags."""
+    from actstore.store.zarrstore import ActivationStore
+
+    try:
+        store = ActivationStore(url)
+    except Exception as e:  # status reports, it never fails on a damaged store
+        return f"unreadable ({type(e).__name__})"
+    return f"{store.complete_count()}/{len(store.archs) * len(store.seeds)} models complete"
 
 
 def human_bytes(n: float) -> str:
@@ -38,7 +50,9 @@ def status_lines(catalog: Catalog, root: str) -> Iterator[str]:
         yield f"  model     {name:<18} {'present' if there else 'missing':<8} {human_bytes(_size(fs, folder))}"
     for name in catalog["stimuli"]:
         path = f"{base}/{name}.zarr"
-        yield f"  store     {name:<18} {'present' if fs.exists(path) else 'missing':<8} {human_bytes(_size(fs, path))}"
+        there = fs.exists(path)
+        yield (f"  store     {name:<18} {'present' if there else 'missing':<8} {human_bytes(_size(fs, path))}"
+               + (f"  {_completed(join(root, f'{name}.zarr'))}" if there else ""))
     for name in ("neural", "tuning", "probes", "geometry", "summary"):
         path = f"{base}/analysis/{name}.zarr"
         yield f"  analysis  {name:<18} {'present' if fs.exists(path) else 'missing':<8} {human_bytes(_size(fs, path))}"
