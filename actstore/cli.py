@@ -77,6 +77,16 @@ def run(env: Env) -> None:
 
 
 @cli.command()
+@pass_env
+def data(env: Env) -> None:
+    """Prepare the recordings the catalog names: synthesize the synthetic mouse or validate real files."""
+    from actstore.data import prepare_data
+
+    for line in prepare_data(env.catalog, env.root):
+        click.echo(line)
+
+
+@cli.command()
 @click.argument("what", type=click.Choice(["tuning", "probes", "geometry", "stats", "all"]))
 @pass_env
 def analyze(env: Env, what: str) -> None:
