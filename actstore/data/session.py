@@ -49,6 +49,17 @@ class Session:
         return i[same & (self.part[i] == code)]
 
 
+def scale_frames(movie: np.ndarray) -> np.ndarray:
+    """A movie as float32 in [0, 1] by (x - min) / max(x - min) over the whole session (design 6.1)."""
+    x = np.asarray(movie, dtype=np.float32)
+    lo = x.min()
+    x = x - lo
+    hi = x.max()
+    if hi > 0:
+        x /= hi
+    return x
+
+
 def split_labels(train_lengths: list[int], test_lengths: list[int],
                  validation_fraction: float) -> tuple[np.ndarray, np.ndarray]:
     """Block ids and part codes for segments laid out as train_0, test_0, train_1, test_1, ...

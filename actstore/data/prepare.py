@@ -1,0 +1,181 @@
+"""Prepare, fingerprint and load the recordings the catalog names.
+
+`prepare_data` synthesizes the synthetic mouse or validates real files, then writes a manifest
+(the generating config's hash and every file's sha256) LAST, so a killed run is redone and an
+unchanged one does nothing. Synthetic data lives with its manifest (`<path>/manifest.json`);
+real data is never written to: its manifest goes to `<root>/data/<source>.manifest.json`.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+
+from actstore.catalog import Catalog, canonical_hash
+from actstore.data import xu2023
+from actstore.data.session import Session
+from actstore.errors import UserError
+from actstore.store.root import filesystem, join
+
+MANIFEST_FORMAT = 1
+
+
+def data_path(catalog: Catalog, root: str) -> str:
+    """data.path resolved: absolute paths and URLs as they are, anything else under the root."""
+    p = catalog["data"]["path"]
+    return p if p.startswith("/") or "://" in p else join(root, p)
+
+
+def manifest_path(catalog: Catalog, root: str) -> str:
+    """Where the manifest of the catalog's data lives (see the module docstring)."""
+    if catalog["data"]["source"] == "synthetic":
+        return join(data_path(catalog, root), "manifest.json")
+    return join(root, "data", f"{catalog['data']['source']}.manifest.json")
+
+
+def data_config(catalog: Catalog, root: str) -> dict:
+    """Everything that decides the prepared sessions' content (and so the fingerprint)."""
+    data = catalog.to_dict()["data"]
+    cfg = {k: v for k, v in data.items() if k not in ("path", "reference_session", "synthetic")}
+    if data["source"] == "synthetic":
+        from actstore.data.synthetic import SIM_VERSION
+
+        cfg.update(synthetic=data["synthetic"], simulator=SIM_VERSION,
+                   chunk_samples=catalog["evaluation"]["chunk_samples"])
+    else:
+        cfg["path"] = data_path(catalog, root)
+    return cfg
+
+
+def _sha256(path: str) -> str:
+    fs, p = filesystem(path)
+    h = hashlib.sha256()
+    with fs.open(p, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _data_files(catalog: Catalog, root: str) -> list[str]:
+    """Every file the catalog's sessions are read from (sorted)."""
+    base = data_path(catalog, root)
+    if catalog["data"]["source"] == "parker2022":
+        return [base]
+    files = []
+    for name in catalog["data"]["sessions"]:
+        fs, p = filesystem(xu2023.session_folder(base, name))
+        files += [join(base, name, f.rsplit("/", 1)[-1]) for f in fs.ls(p, detail=False) if f.endswith(".npy")]
+    return sorted(files)
+
+
+def _read_manifest(catalog: Catalog, root: str) -> dict | None:
+    fs, p = filesystem(manifest_path(catalog, root))
+    try:
+        with fs.open(p, "r") as f:
+            manifest = json.load(f)
+    except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    return manifest if isinstance(manifest, dict) and manifest.get("format") == MANIFEST_FORMAT else None
+
+
+def _current_manifest(catalog: Catalog, root: str) -> dict | None:
+    """The manifest when it was written for this catalog's data config, else None (no file hashing)."""
+    manifest = _read_manifest(catalog, root)
+    if manifest is None or manifest.get("config_hash") != canonical_hash(data_config(catalog, root)):
+        return None
+    return manifest
+
+
+def _files_unchanged(manifest: dict, catalog: Catalog, root: str) -> bool:
+    try:
+        files = _data_files(catalog, root)
+    except UserError:
+        return False
+    return sorted(manifest["files"]) == files and all(_sha256(f) == manifest["files"][f] for f in files)
+
+
+def _write_manifest(catalog: Catalog, root: str, files: list[str]) -> dict:
+    config_hash = canonical_hash(data_config(catalog, root))
+    hashes = {f: _sha256(f) for f in sorted(files)}
+    manifest = {"format": MANIFEST_FORMAT, "source": catalog["data"]["source"], "config_hash": config_hash,
+                "files": hashes, "fingerprint": canonical_hash({"config": config_hash, "files": hashes})}
+    fs, p = filesystem(manifest_path(catalog, root))
+    fs.makedirs(p.rsplit("/", 1)[0], exist_ok=True)
+    with fs.open(p, "w") as f:
+        json.dump(manifest, f, indent=1, sort_keys=True)
+    return manifest
+
+
+def _remove_manifest(catalog: Catalog, root: str) -> None:
+    fs, p = filesystem(manifest_path(catalog, root))
+    if fs.exists(p):
+        fs.rm(p)
+
+
+def prepare_data(catalog: Catalog, root: str) -> list[str]:
+    """Synthesize or validate the catalog's sessions unless the manifest says they are up to date."""
+    source = catalog["data"]["source"]
+    manifest = _current_manifest(catalog, root)
+    if manifest is not None and _files_unchanged(manifest, catalog, root):
+        return [f"data: {source}, {len(catalog['data']['sessions'])} sessions up to date"]
+    _remove_manifest(catalog, root)
+    lines = []
+    if source == "synthetic":
+        from actstore.data.synthetic import synthesize, write_synthetic
+
+        base = data_path(catalog, root)
+        data = catalog.to_dict()["data"]
+        files = []
+        for name in data["sessions"]:
+            session, movie = synthesize(name, data, catalog["evaluation"]["chunk_samples"])
+            folder = join(base, name)
+            fs, p = filesystem(folder)
+            if fs.exists(p):
+                fs.rm(p, recursive=True)
+            files += write_synthetic(folder, session, movie, data)
+            lines.append(_describe("synthesized", session))
+    else:
+        for session in load_sessions(catalog, root).values():
+            lines.append(_describe("validated", session))
+        files = _data_files(catalog, root)
+    _write_manifest(catalog, root, files)
+    return lines
+
+
+def _describe(verb: str, s: Session) -> str:
+    minutes = len(s.counts) * s.bin_s / 60
+    rate = float(s.counts.mean()) / s.bin_s
+    line = f"data: {verb} {s.name}: {s.n_neurons} neurons, {len(s.counts)} bins ({minutes:.1f} min), mean rate {rate:.1f} Hz"
+    if s.noise_ceiling is not None:
+        line += f", mean noise ceiling {float(s.noise_ceiling.mean()):.2f}"
+    return line
+
+
+def data_fingerprint(catalog: Catalog, root: str) -> str:
+    """The content hash of the prepared data (from its manifest); UserError when it is not prepared."""
+    manifest = _current_manifest(catalog, root)
+    if manifest is None:
+        raise UserError(f"{manifest_path(catalog, root)}: data not prepared for this catalog; run `actstore data`")
+    return manifest["fingerprint"]
+
+
+def load_sessions(catalog: Catalog, root: str) -> dict[str, Session]:
+    """Every session of the catalog, in catalog order (frames in [0, 1], split labels, any ground truth).
+
+    Synthetic data must be prepared first (`actstore data`); real files are read and validated as they are.
+    """
+    data = catalog["data"]
+    base = data_path(catalog, root)
+    if data["source"] == "synthetic":
+        data_fingerprint(catalog, root)
+        syn = data["synthetic"]
+        return {name: xu2023.read_session(base, name, data["segments"], data["validation_fraction"],
+                                          tuple(syn["frame_shape"]), syn["bin_ms"] / 1000.0)
+                for name in data["sessions"]}
+    if data["source"] == "xu2023":
+        return {name: xu2023.read_session(base, name, data["segments"], data["validation_fraction"])
+                for name in data["sessions"]}
+    from actstore.data import parker2022
+
+    return {name: parker2022.read_session(base, name, data["segments"], data["train_fraction"],
+                                          data["validation_fraction"])
+            for name in data["sessions"]}
