@@ -56,15 +56,22 @@ def _sha256(path: str) -> str:
 
 
 def _data_files(catalog: Catalog, root: str) -> list[str]:
-    """Every file the catalog's sessions are read from (sorted)."""
+    """Every file the catalog's sessions are read from, relative to data.path's folder (sorted)."""
     base = data_path(catalog, root)
     if catalog["data"]["source"] == "parker2022":
-        return [base]
+        return [base.rsplit("/", 1)[-1]]
     files = []
     for name in catalog["data"]["sessions"]:
         fs, p = filesystem(xu2023.session_folder(base, name))
-        files += [join(base, name, f.rsplit("/", 1)[-1]) for f in fs.ls(p, detail=False) if f.endswith(".npy")]
+        files += [f"{name}/{f.rsplit('/', 1)[-1]}" for f in fs.ls(p, detail=False) if f.endswith(".npy")]
     return sorted(files)
+
+
+def _file_hashes(catalog: Catalog, root: str, files: list[str]) -> dict[str, str]:
+    """sha256 of each file named relative to data.path's folder."""
+    base = data_path(catalog, root)
+    folder = base.rsplit("/", 1)[0] if catalog["data"]["source"] == "parker2022" else base
+    return {f: _sha256(join(folder, f)) for f in sorted(files)}
 
 
 def _read_manifest(catalog: Catalog, root: str) -> dict | None:
@@ -90,12 +97,12 @@ def _files_unchanged(manifest: dict, catalog: Catalog, root: str) -> bool:
         files = _data_files(catalog, root)
     except UserError:
         return False
-    return sorted(manifest["files"]) == files and all(_sha256(f) == manifest["files"][f] for f in files)
+    return sorted(manifest["files"]) == files and _file_hashes(catalog, root, files) == manifest["files"]
 
 
-def _write_manifest(catalog: Catalog, root: str, files: list[str]) -> dict:
+def _write_manifest(catalog: Catalog, root: str) -> dict:
     config_hash = canonical_hash(data_config(catalog, root))
-    hashes = {f: _sha256(f) for f in sorted(files)}
+    hashes = _file_hashes(catalog, root, _data_files(catalog, root))
     manifest = {"format": MANIFEST_FORMAT, "source": catalog["data"]["source"], "config_hash": config_hash,
                 "files": hashes, "fingerprint": canonical_hash({"config": config_hash, "files": hashes})}
     fs, p = filesystem(manifest_path(catalog, root))
@@ -124,20 +131,18 @@ def prepare_data(catalog: Catalog, root: str) -> list[str]:
 
         base = data_path(catalog, root)
         data = catalog.to_dict()["data"]
-        files = []
         for name in data["sessions"]:
             session, movie = synthesize(name, data, catalog["evaluation"]["chunk_samples"])
             folder = join(base, name)
             fs, p = filesystem(folder)
             if fs.exists(p):
                 fs.rm(p, recursive=True)
-            files += write_synthetic(folder, session, movie, data)
+            write_synthetic(folder, session, movie, data)
             lines.append(_describe("synthesized", session))
     else:
         for session in load_sessions(catalog, root).values():
             lines.append(_describe("validated", session))
-        files = _data_files(catalog, root)
-    _write_manifest(catalog, root, files)
+    _write_manifest(catalog, root)
     return lines
 
 

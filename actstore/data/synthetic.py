@@ -178,9 +178,9 @@ def synthesize(name: str, data: dict, chunk: int) -> tuple[Session, np.ndarray]:
     return session, movie
 
 
-def write_synthetic(folder: str, session: Session, movie: np.ndarray, data: dict) -> list[str]:
-    """Write a synthetic session in the xu2023 layout (plus rates, true parameters, ceiling); returns the paths."""
+def write_synthetic(folder: str, session: Session, movie: np.ndarray, data: dict) -> None:
+    """Write a synthetic session in the xu2023 layout (plus rates, true parameters, ceiling)."""
     lengths = segment_lengths(len(movie), data["segments"], data["train_fraction"])
     series = {"nsp": session.counts, "vid_mean": movie, **session.behaviour, xu2023.TRUTH_RATE: session.truth["rates"]}
     whole = {xu2023.TRUTH_NEURONS: session.truth["params"], xu2023.NOISE_CEILING: session.noise_ceiling}
-    return xu2023.write_session(folder, series, *lengths, whole)
+    xu2023.write_session(folder, series, *lengths, whole)

@@ -119,22 +119,16 @@ def read_session(base: str, name: str, segments: int, validation_fraction: float
 
 
 def write_session(folder: str, series: dict[str, np.ndarray], train_lengths: list[int],
-                  test_lengths: list[int], whole: dict[str, np.ndarray]) -> list[str]:
+                  test_lengths: list[int], whole: dict[str, np.ndarray]) -> None:
     """Cut continuous `series` (key -> (T, ...)) into segment files and write `whole` (file name -> array).
 
-    Segments are laid out train_0, test_0, train_1, ...; returns the written paths.
+    Segments are laid out train_0, test_0, train_1, ...
     """
-    written = []
     start = 0
     for i, (n_train, n_test) in enumerate(zip(train_lengths, test_lengths)):
         for split, n in (("train", n_train), ("test", n_test)):
             for key, a in series.items():
-                path = join(folder, segment_file(split, key, i))
-                save_npy(path, a[start:start + n])
-                written.append(path)
+                save_npy(join(folder, segment_file(split, key, i)), a[start:start + n])
             start += n
     for fname, a in whole.items():
-        path = join(folder, fname)
-        save_npy(path, a)
-        written.append(path)
-    return written
+        save_npy(join(folder, fname), a)
