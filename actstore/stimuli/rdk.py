@@ -38,8 +38,9 @@ def dot_trajectories(n: int, frames: int, coherence: np.ndarray, direction: np.n
         k = np.round(coherence * (~reborn).sum(axis=1)).astype(int)
         sig = rank < k[:, None]
         angle = rng.uniform(0, 2 * np.pi, (n, m))
-        step = speed * np.stack([np.cos(angle), np.sin(angle)], axis=-1)
-        step[sig] = np.stack([np.broadcast_to(direction[:, None], (n, m))[sig] * speed, np.zeros(sig.sum())], axis=-1)
+        noise_step = speed * np.stack([np.cos(angle), np.sin(angle)], axis=-1)
+        signal_step = np.stack(np.broadcast_arrays(direction[:, None] * speed, np.zeros((n, m))), axis=-1)
+        step = np.where(sig[..., None], signal_step, noise_step)
         new = np.where(reborn[..., None], rng.uniform(0, 1, (n, m, 2)) * size, pos[:, t] + step)
         pos[:, t + 1] = np.mod(new, size)
         moved[:, t], signal[:, t] = ~reborn, sig
