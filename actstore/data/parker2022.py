@@ -59,7 +59,7 @@ def read_session(path: str, name: str, segments: int, train_fraction: float,
             for b in BEHAVIOUR:
                 series[f"model_{b}"] = checked_array(_dataset(group, f"model_{b}", where),
                                                      f"{where}/model_{b}", ("T",))
-    total = same_length(series, where)
+    total = same_length(series, {k: f"{where}/{k}" for k in series})
     if frames.max() == frames.min():
         raise UserError(f"{where}/model_vid_sm: the movie is constant; expected varying frames")
     if total < 2 * segments:

@@ -17,7 +17,7 @@ from actstore.store.root import filesystem, join
 BIN_S = 0.048
 FRAME_SHAPE = (60, 80)
 BEHAVIOUR = ("speed", "pitch", "roll", "phi", "th", "eyerad")
-KEYS = ("nsp", "vid_mean", *BEHAVIOUR)
+KEYS = ("vid_mean", "nsp", *BEHAVIOUR)
 SPLITS = ("train", "test")
 TRUTH_RATE = "rate"
 TRUTH_NEURONS = "truth_neurons.npy"
@@ -75,19 +75,19 @@ def read_session(base: str, name: str, segments: int, validation_fraction: float
     n_neurons: int | None = None
     for i in range(segments):
         for split in SPLITS:
-            arrays = {}
+            arrays, where = {}, {}
             for key in keys:
                 path = join(folder, segment_file(split, key, i))
+                where[key] = f"{path}: {key}"
                 raw = load_npy(path, hint)
                 if key == "vid_mean":
-                    arrays[key] = checked_array(raw, f"{path}: {key}", ("T", *frame_shape))
+                    arrays[key] = checked_array(raw, where[key], ("T", *frame_shape))
                 elif key in ("nsp", TRUTH_RATE):
                     n = n_neurons if n_neurons is not None else "N"
-                    arrays[key] = checked_array(raw, f"{path}: {key}", ("T", n), nonnegative=True)
+                    arrays[key] = checked_array(raw, where[key], ("T", n), nonnegative=True)
                     n_neurons = arrays[key].shape[1]
                 else:
-                    arrays[key] = checked_array(raw, f"{path}: {key}", ("T",))
-            where = join(folder, segment_file(split, "*", i))
+                    arrays[key] = checked_array(raw, where[key], ("T",))
             lengths[split].append(same_length(arrays, where))
             for key, a in arrays.items():
                 parts[key].append(a)
@@ -103,7 +103,7 @@ def read_session(base: str, name: str, segments: int, validation_fraction: float
         truth["rates"] = np.concatenate(parts.pop(TRUTH_RATE)).astype(np.float32)
         truth["params"] = load_npy(join(folder, TRUTH_NEURONS))
         ceiling = checked_array(load_npy(join(folder, NOISE_CEILING)), join(folder, NOISE_CEILING),
-                                (counts.shape[1],))
+                                (counts.shape[1],), allow_nan=True)
     return Session(
         name=name,
         frames=scale_frames(frames),
