@@ -17,6 +17,7 @@ SCALES = ("linear", "log")
 
 
 def _keys(v: Any, where: str, required: tuple[str, ...], optional: tuple[str, ...] = ()) -> None:
+    """A mapping with all `required` keys and nothing beyond `optional`."""
     if not isinstance(v, dict):
         _fail(where, v, f"a mapping with keys {', '.join(required + optional)}")
     for k in v:
@@ -28,6 +29,7 @@ def _keys(v: Any, where: str, required: tuple[str, ...], optional: tuple[str, ..
 
 
 def _scale(v: dict, where: str, low: Any, high: Any) -> None:
+    """An optional `scale` of linear or log; log needs positive bounds."""
     scale = v.get("scale", "linear")
     _str(SCALES)(scale, f"{where}.scale")
     if scale == "log" and not (low > 0 and high > 0):
@@ -75,7 +77,8 @@ def axis_values(spec: list | dict) -> np.ndarray:
 def uniform_draws(spec: dict, n: int, rng: np.random.Generator) -> np.ndarray:
     """n independent draws from a validated range, float64."""
     if spec.get("scale", "linear") == "log":
-        return np.exp(rng.uniform(np.log(spec["low"]), np.log(spec["high"]), n))
+        draws = np.exp(rng.uniform(np.log(spec["low"]), np.log(spec["high"]), n))
+        return np.clip(draws, spec["low"], spec["high"])  # exp(log(x)) may round past a bound
     return rng.uniform(spec["low"], spec["high"], n)
 
 
