@@ -1,0 +1,151 @@
+"""Neural prediction on the test split (design 6.1) and the zoo's table of it, `analysis/neural.zarr`.
+
+Each model's scores are computed once, after training, and kept in its checkpoint's
+provenance; neural.zarr is re-assembled from the checkpoints that exist, so it always
+covers every trained zoo model without re-running any of them.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+import xarray as xr
+
+from actstore.catalog import Catalog
+from actstore.data.session import Session
+from actstore.models.checkpoint import read_meta
+from actstore.models.twin import DigitalTwin
+from actstore.store.analysis import analysis_inputs, write_analysis
+from actstore.store.root import filesystem, join
+from actstore.train.dataset import consecutive_runs, select_chunks, window_rates
+from actstore.train.metrics import chunked_neuron_r, overall_r, pearson_columns
+
+EVAL_RUN = 256  # targets per encoder call when predicting
+
+
+@torch.no_grad()
+def predict(twin: DigitalTwin, session: Session, mouse: str, targets: np.ndarray, context: int,
+            device: torch.device) -> np.ndarray:
+    """Predicted rates (len(targets), N) for sorted bin indices, in eval mode, each frame encoded once."""
+    was_training = twin.training
+    twin.eval()
+    out = []
+    for run in consecutive_runs(targets, EVAL_RUN):
+        frames = session.frames[run[0] - context: run[-1]]
+        clip = torch.from_numpy(np.ascontiguousarray(frames)).to(device).unsqueeze(0)
+        out.append(window_rates(twin, clip, mouse, context).cpu().numpy())
+    twin.train(was_training)
+    n = session.n_neurons
+    return np.concatenate(out).astype(np.float64) if out else np.zeros((0, n))
+
+
+def poisson_loss(rates: np.ndarray, counts: np.ndarray, eps: float = 1e-8) -> float:
+    """Mean Poisson NLL (log_input=False, without the Stirling term), as torch.nn.PoissonNLLLoss computes it."""
+    return float(np.mean(rates - counts * np.log(rates + eps)))
+
+
+def validation_scores(twin: DigitalTwin, sessions: dict[str, Session], targets: dict[str, np.ndarray],
+                      context: int, device: torch.device) -> tuple[float, float]:
+    """(loss, r) on the validation samples: Poisson NLL averaged over mice, mean per-neuron r over all neurons."""
+    losses, rs = [], []
+    for mouse, session in sessions.items():
+        pred = predict(twin, session, mouse, targets[mouse], context, device)
+        obs = session.counts[targets[mouse]].astype(np.float64)
+        losses.append(poisson_loss(pred, obs))
+        rs.append(pearson_columns(pred, obs))
+    r = np.concatenate(rs)
+    return float(np.mean(losses)), float(np.nanmean(r)) if np.isfinite(r).any() else float("nan")
+
+
+def test_targets(session: Session, context: int, chunk: int, max_samples: int) -> np.ndarray:
+    """The test samples scored: whole chunks of the test split, at most `max_samples` (0 = all)."""
+    return select_chunks(session.targets("test", context), chunk, max_samples)
+
+
+def noise_ceiling(session: Session, targets: np.ndarray, chunk: int) -> np.ndarray | None:
+    """Per-neuron ceiling of the chunked r on these samples: the true rates' r with the counts (else the session's)."""
+    if "rates" in session.truth:
+        return chunked_neuron_r(session.truth["rates"][targets], session.counts[targets], chunk)
+    return session.noise_ceiling
+
+
+def neural_scores(twin: DigitalTwin, sessions: dict[str, Session], context: int, chunk: int, max_samples: int,
+                  device: torch.device) -> dict[str, dict[str, float]]:
+    """Per mouse: r_neuron (chunked per-neuron r, mean over neurons), r_overall, ceiling, ceiling_fraction, n_samples."""
+    scores: dict[str, dict[str, float]] = {}
+    for mouse, session in sessions.items():
+        idx = test_targets(session, context, chunk, max_samples)
+        pred = predict(twin, session, mouse, idx, context, device)
+        obs = session.counts[idx]
+        r_neuron = float(np.nanmean(chunked_neuron_r(pred, obs, chunk)))
+        ceil = noise_ceiling(session, idx, chunk)
+        ceiling = float(np.nanmean(ceil)) if ceil is not None else float("nan")
+        scores[mouse] = {
+            "r_neuron": r_neuron,
+            "r_overall": overall_r(pred, obs),
+            "ceiling": ceiling,
+            "ceiling_fraction": r_neuron / ceiling if np.isfinite(ceiling) and ceiling > 0 else float("nan"),
+            "n_samples": int(len(idx)),
+        }
+    return scores
+
+
+def model_folder(root: str, arch: str, seed: int) -> str:
+    """`<root>/models/<arch>-s<seed>`."""
+    return join(root, "models", f"{arch}-s{seed}")
+
+
+def _existing_metas(catalog: Catalog, root: str) -> dict[tuple[str, int], dict[str, Any]]:
+    metas = {}
+    for arch, seed in catalog.models:
+        folder = model_folder(root, arch, seed)
+        fs, path = filesystem(join(folder, "model.json"))
+        if fs.exists(path):
+            meta = read_meta(folder)
+            if "neural" in meta.get("provenance", {}):
+                metas[(arch, seed)] = meta
+    return metas
+
+
+def neural_dataset(catalog: Catalog, metas: dict[tuple[str, int], dict[str, Any]]) -> xr.Dataset:
+    """Dims (arch, seed, mouse) over the catalog's zoo; models without a checkpoint are NaN, complete False."""
+    archs, seeds = catalog["zoo"]["archs"], catalog["zoo"]["seeds"]
+    mice = list(catalog["data"]["sessions"])
+    shape = (len(archs), len(seeds), len(mice))
+    values = {k: np.full(shape, np.nan) for k in ("r_neuron", "r_overall", "ceiling_fraction")}
+    ceiling = np.full(len(mice), np.nan)
+    complete = np.zeros(shape[:2], dtype=bool)
+    for (arch, seed), meta in metas.items():
+        i, j = archs.index(arch), seeds.index(seed)
+        complete[i, j] = True
+        for k, mouse in enumerate(mice):
+            score = meta["provenance"]["neural"].get(mouse)
+            if score is None:
+                continue
+            for name, array in values.items():
+                array[i, j, k] = score[name]
+            ceiling[k] = score["ceiling"]
+    dims = ("arch", "seed", "mouse")
+    ds = xr.Dataset(
+        {name: (dims, array) for name, array in values.items()},
+        coords={"arch": archs, "seed": seeds, "mouse": mice},
+    )
+    ds["neural_r"] = ds["r_neuron"].mean("mouse")
+    ds["ceiling"] = ("mouse", ceiling)
+    ds["complete"] = (("arch", "seed"), complete)
+    ds["r_neuron"].attrs["long_name"] = "per-neuron test r inside chunks, mean over chunks then neurons"
+    ds["ceiling"].attrs["long_name"] = "the same score of the true rates (noise ceiling); NaN without ground truth"
+    ds.attrs["chunk_samples"] = int(catalog["evaluation"]["chunk_samples"])
+    return ds
+
+
+def write_neural(catalog: Catalog, root: str) -> str:
+    """(Re)write analysis/neural.zarr from every zoo checkpoint that exists; 'up to date' when none changed."""
+    metas = _existing_metas(catalog, root)
+    inputs = {f"{a}-s{s}": m["sha256"] for (a, s), m in sorted(metas.items())}
+    inputs["zoo"] = [catalog["zoo"]["archs"], catalog["zoo"]["seeds"], catalog["data"]["sessions"]]
+    if analysis_inputs(root, "neural") == inputs:
+        return "neural: up to date"
+    write_analysis(neural_dataset(catalog, metas), root, "neural", inputs)
+    return f"neural: wrote analysis/neural.zarr ({len(metas)} models)"

@@ -1,0 +1,279 @@
+"""Training one twin (design 6.1) and the zoo: resumable, deterministic on CPU, skipped when up to date.
+
+After every epoch the whole training state (weights, optimizer, scheduler, best weights,
+history) is written atomically to `<model folder>/resume.pt`; a killed run restarts from
+its last completed epoch. Torch's RNG and the batch order are re-seeded from
+(seed, epoch) at each epoch start, so a resumed run ends with the same weights as an
+uninterrupted one. The best-validation weights become the checkpoint (model.pt +
+model.json, with provenance and test scores); resume.pt is then removed.
+"""
+from __future__ import annotations
+
+import io
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+from tqdm.auto import tqdm
+
+import actstore
+from actstore.catalog import Catalog, canonical_hash
+from actstore.data.session import Session
+from actstore.errors import UserError
+from actstore.models.checkpoint import load_checkpoint, read_meta, save_checkpoint
+from actstore.models.twin import DigitalTwin, build_twin
+from actstore.store.root import filesystem, join
+from actstore.train.dataset import epoch_batches, make_batch, select_chunks, window_rates
+from actstore.train.evaluate import model_folder, neural_scores, validation_scores, write_neural
+
+RESUME = "resume.pt"
+
+
+@dataclass
+class Spec:
+    """Everything one model's training depends on, and the key that decides whether it is up to date."""
+
+    arch: str
+    seed: int
+    train: dict[str, Any]
+    evaluation: dict[str, Any]
+    encoder_dim: int
+    hidden_dim: int
+    context: int
+    data_fingerprint: str
+    config: dict[str, Any] = field(init=False)
+
+    def __post_init__(self) -> None:
+        train = {k: v for k, v in self.train.items() if k != "device"}
+        self.config = {"arch": self.arch, "seed": self.seed, "train": train, "encoder_dim": self.encoder_dim,
+                       "hidden_dim": self.hidden_dim, "context_frames": self.context}
+
+    @property
+    def key(self) -> dict[str, str]:
+        """Inputs of the training: a checkpoint with the same key is up to date."""
+        return {"config_hash": canonical_hash(self.config), "data_fingerprint": self.data_fingerprint,
+                "code_version": actstore.__version__}
+
+    @property
+    def name(self) -> str:
+        return f"{self.arch}-s{self.seed}"
+
+
+def spec_for(catalog: Catalog, arch: str, seed: int, fingerprint: str) -> Spec:
+    """The Spec of (arch, seed) under this catalog; the data (neurons, frame shape) is covered by `fingerprint`."""
+    return Spec(arch, seed, catalog["train"], catalog["evaluation"], catalog["zoo"]["encoder_dim"],
+                catalog["zoo"]["hidden_dim"], catalog["data"]["context_frames"], fingerprint)
+
+
+def resolve_device(name: str | None) -> torch.device:
+    """'auto' (or None) -> CUDA when present, else CPU; 'cuda' without CUDA is a UserError."""
+    if name in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda: CUDA is not available here; valid: auto, cpu")
+    return torch.device(name)
+
+
+def optimizer_for(twin: DigitalTwin, cfg: dict[str, Any]) -> torch.optim.AdamW:
+    """AdamW with the three parameter groups of design 6.1: encoder, GRU, readouts."""
+    groups = [(twin.encoder, cfg["encoder"]), (twin.gru, cfg["gru"]), (twin.readouts, cfg["readout"])]
+    return torch.optim.AdamW([{"params": list(m.parameters()), "lr": g["lr"], "weight_decay": g["weight_decay"]}
+                              for m, g in groups])
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The seed of one epoch's batch order and dropout masks."""
+    return int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0])
+
+
+def _cpu_state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().cpu().clone() for k, v in module.state_dict().items()}
+
+
+def _save_resume(folder: str, state: dict[str, Any]) -> None:
+    fs, path = filesystem(join(folder, RESUME))
+    fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    with fs.open(path + ".tmp", "wb") as f:
+        f.write(buf.getvalue())
+    fs.mv(path + ".tmp", path)
+
+
+def _load_resume(folder: str, key: dict[str, str]) -> dict[str, Any] | None:
+    """The saved training state, when there is one for these same inputs."""
+    fs, path = filesystem(join(folder, RESUME))
+    if not fs.exists(path):
+        return None
+    try:
+        state = torch.load(io.BytesIO(fs.cat_file(path)), map_location="cpu", weights_only=False)
+    except Exception:  # a torn or foreign file: start over rather than fail
+        return None
+    return state if state.get("key") == key else None
+
+
+def model_status(folder: str, spec: Spec) -> tuple[str, dict[str, Any] | None]:
+    """('up to date' | 're-score' | 'train', model.json): re-score when only the evaluation settings changed."""
+    fs, path = filesystem(join(folder, "model.json"))
+    if not fs.exists(path):
+        return "train", None
+    try:
+        meta = read_meta(folder)
+    except UserError:  # unreadable metadata: the checkpoint is rebuilt
+        return "train", None
+    prov = meta.get("provenance", {})
+    if not all(prov.get(k) == v for k, v in spec.key.items()) or "neural" not in prov:
+        return "train", meta
+    return ("up to date" if prov.get("evaluation") == spec.evaluation else "re-score"), meta
+
+
+def _train_step(twin: DigitalTwin, batch, opt: torch.optim.Optimizer, cfg: dict[str, Any], context: int) -> float:
+    rates = window_rates(twin, batch.frames, batch.mouse, context)
+    loss = F.poisson_nll_loss(rates, batch.counts, log_input=False, reduction="mean")
+    total = loss + cfg["l1"] * twin.readouts[batch.mouse].weight.abs().mean()
+    opt.zero_grad(set_to_none=True)
+    total.backward()
+    torch.nn.utils.clip_grad_norm_(twin.parameters(), cfg["grad_clip"])
+    opt.step()
+    return float(loss.detach())
+
+
+def train_model(spec: Spec, sessions: dict[str, Session], folder: str, device: torch.device,
+                progress: bool = True) -> dict[str, Any]:
+    """Train (or resume, or skip) one twin; returns its checkpoint's provenance plus 'status'."""
+    status, meta = model_status(folder, spec)
+    if status == "up to date":
+        return {**meta["provenance"], "sha256": meta["sha256"], "status": status}
+    if status == "re-score":
+        return _rescore(spec, sessions, folder, device)
+    cfg, context = spec.train, spec.context
+    neurons = {m: s.n_neurons for m, s in sessions.items()}
+    frame_shape = next(iter(sessions.values())).frame_shape
+    twin = build_twin(spec.arch, frame_shape, neurons, spec.encoder_dim, spec.hidden_dim, seed=spec.seed).to(device)
+    opt = optimizer_for(twin, cfg["optimizer"])
+    plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", **cfg["plateau"])
+    chunk = spec.evaluation["chunk_samples"]
+    val_targets = {m: select_chunks(s.targets("validate", context), chunk, cfg["max_val_samples"])
+                   for m, s in sessions.items()}
+    state = _load_resume(folder, spec.key) or {
+        "key": spec.key, "epoch": 0, "best_loss": float("inf"), "best_epoch": 0, "bad_epochs": 0,
+        "best_weights": None, "history": [], "wall_s": 0.0, "done": False,
+    }
+    resumed_from = state["epoch"]
+    if resumed_from:
+        twin.load_state_dict(state["weights"])
+        opt.load_state_dict(state["optimizer"])
+        plateau.load_state_dict(state["plateau"])
+    bar = tqdm(total=cfg["max_epochs"], initial=resumed_from, desc=spec.name, unit="epoch",
+               disable=not progress, leave=True, dynamic_ncols=True)
+    while not state["done"]:
+        t0 = time.perf_counter()
+        epoch = state["epoch"]
+        rng = np.random.default_rng(epoch_seed(spec.seed, epoch))
+        torch.manual_seed(epoch_seed(spec.seed, epoch))
+        batches = epoch_batches(sessions, "optimize", cfg["batch_size"], cfg["run_length"], context, rng,
+                                cfg["max_batches_per_epoch"])
+        if not batches:
+            raise UserError(f"train.batch_size: {cfg['batch_size']} is larger than any session's optimize split")
+        twin.train()
+        losses = []
+        for k, (mouse, starts) in enumerate(batches):
+            batch = make_batch(sessions[mouse], mouse, starts, cfg["run_length"], context, device)
+            losses.append(_train_step(twin, batch, opt, cfg, context))
+            bar.set_postfix_str(f"batch {k + 1}/{len(batches)} loss {np.mean(losses):.4f}", refresh=True)
+        val_loss, val_r = validation_scores(twin, sessions, val_targets, context, device)
+        plateau.step(val_loss)
+        epoch += 1
+        if val_loss < state["best_loss"]:
+            state.update(best_loss=val_loss, best_epoch=epoch, bad_epochs=0, best_weights=_cpu_state(twin))
+        else:
+            state["bad_epochs"] += 1
+        state["history"].append({"epoch": epoch, "train_loss": float(np.mean(losses)), "val_loss": val_loss,
+                                 "val_r": val_r, "lr": [g["lr"] for g in opt.param_groups]})
+        state.update(epoch=epoch, weights=_cpu_state(twin), optimizer=opt.state_dict(),
+                     plateau=plateau.state_dict(), wall_s=state["wall_s"] + time.perf_counter() - t0,
+                     done=epoch >= cfg["max_epochs"] or state["bad_epochs"] >= cfg["early_stop_patience"])
+        _save_resume(folder, state)
+        bar.update(1)
+        bar.set_postfix_str(f"loss {np.mean(losses):.4f} val_loss {val_loss:.4f} val_r {val_r:.3f}", refresh=True)
+    bar.close()
+    twin.load_state_dict(state["best_weights"])
+    t0 = time.perf_counter()
+    scores = neural_scores(twin, sessions, context, chunk, spec.evaluation["max_samples"], device)
+    provenance = {**spec.key, "arch": spec.arch, "seed": spec.seed, "device": str(device),
+                  "epochs": state["epoch"], "best_epoch": state["best_epoch"], "best_val_loss": state["best_loss"],
+                  "resumed_from_epoch": resumed_from, "history": state["history"],
+                  "wall_time_s": round(state["wall_s"] + time.perf_counter() - t0, 2),
+                  "evaluation": spec.evaluation, "neural": scores,
+                  "trained_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    provenance["sha256"] = save_checkpoint(twin, folder, provenance)
+    fs, path = filesystem(join(folder, RESUME))
+    fs.rm(path)
+    return {**provenance, "status": "trained"}
+
+
+def _rescore(spec: Spec, sessions: dict[str, Session], folder: str, device: torch.device) -> dict[str, Any]:
+    """Re-score an up-to-date checkpoint whose evaluation settings changed (no retraining)."""
+    twin, meta = load_checkpoint(folder, map_location=str(device))
+    twin.to(device)
+    prov = dict(meta["provenance"])
+    prov.update(evaluation=spec.evaluation, neural=neural_scores(
+        twin, sessions, spec.context, spec.evaluation["chunk_samples"], spec.evaluation["max_samples"], device))
+    prov["sha256"] = save_checkpoint(twin, folder, prov)
+    return {**prov, "status": "re-scored"}
+
+
+def result_line(name: str, result: dict[str, Any]) -> str:
+    """One log line: what happened, epochs, wall time, and test r (with fraction of ceiling where known)."""
+    if result["status"] == "up to date":
+        return f"{name}: up to date"
+    parts = []
+    for mouse, s in result["neural"].items():
+        frac = "" if not np.isfinite(s["ceiling_fraction"]) else f" ({100 * s['ceiling_fraction']:.0f}% of ceiling)"
+        parts.append(f"{mouse} r={s['r_neuron']:.3f}{frac}")
+    return (f"{name}: {result['status']} ({result['epochs']} epochs, best {result['best_epoch']}, "
+            f"{result['wall_time_s']:.0f} s on {result['device']}); test " + ", ".join(parts))
+
+
+def _select(catalog: Catalog, archs: list[str] | None, seeds: list[int] | None) -> list[tuple[str, int]]:
+    zoo = catalog["zoo"]
+    for flag, asked, valid in (("--arch", archs, zoo["archs"]), ("--seed", seeds, zoo["seeds"])):
+        bad = [x for x in (asked or []) if x not in valid]
+        if bad:
+            raise UserError(f"{flag} {bad[0]}: not in zoo of profile {catalog.profile}; "
+                            f"valid: {', '.join(map(str, valid))}")
+    return [(a, s) for a, s in catalog.models if (not archs or a in archs) and (not seeds or s in seeds)]
+
+
+def train_zoo(catalog: Catalog, root: str, archs: list[str] | None = None, seeds: list[int] | None = None,
+              device: str | None = None, progress: bool = True,
+              log: Callable[[str], None] | None = None) -> list[str]:
+    """Train every (selected) zoo model that is missing or stale, then rewrite analysis/neural.zarr.
+
+    Returns one line per model and one for neural.zarr; `log` also receives each line as it is done.
+    """
+    from actstore.data import data_fingerprint, load_sessions
+
+    models = _select(catalog, archs, seeds)
+    dev = resolve_device(device or catalog["train"]["device"])
+    fingerprint = data_fingerprint(catalog, root)
+    sessions: dict[str, Session] | None = None
+    lines = []
+    for arch, seed in models:
+        spec = spec_for(catalog, arch, seed, fingerprint)
+        folder = model_folder(root, arch, seed)
+        if model_status(folder, spec)[0] == "up to date":
+            line = result_line(spec.name, {"status": "up to date"})
+        else:
+            sessions = sessions if sessions is not None else load_sessions(catalog, root)
+            line = result_line(spec.name, train_model(spec, sessions, folder, dev, progress))
+        lines.append(line)
+        if log is not None:
+            log(line)
+    lines.append(write_neural(catalog, root))
+    if log is not None:
+        log(lines[-1])
+    return lines

@@ -1,0 +1,204 @@
+"""Training the twins: clip dataset, loss going down, deterministic resume (in-process and after SIGKILL), up-to-date skips.
+
+Sessions here are tiny linear-nonlinear Poisson populations driven by random smooth frames
+(real arrays); twins use the smoke profile's sizes (encoder_dim 16, hidden_dim 32).
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from actstore.catalog import load_catalog
+from actstore.data.session import Session, segment_lengths, split_labels
+from actstore.models import build_twin, load_checkpoint
+from actstore.train import loop
+from actstore.train.dataset import consecutive_runs, epoch_batches, gather, run_starts, select_chunks, window_rates
+from actstore.train.evaluate import validation_scores
+
+SHAPE = (30, 40)
+CONTEXT = 5
+
+
+def lnp_sessions(seed: int = 0, bins: int = 800, neurons: tuple[int, ...] = (6, 4)) -> dict[str, Session]:
+    """Mice whose neurons fire Poisson(exp(b + g * <filter, frame at t-1>)): smooth random frames, smooth filters."""
+    rng = np.random.default_rng(seed)
+    out = {}
+    for m, n in enumerate(neurons):
+        coarse = rng.random((bins, SHAPE[0] // 5, SHAPE[1] // 5)).astype(np.float32)
+        frames = np.kron(coarse, np.ones((1, 5, 5), np.float32))
+        filters = np.kron(rng.standard_normal((n, SHAPE[0] // 5, SHAPE[1] // 5)), np.ones((1, 5, 5)))
+        drive = np.einsum("thw,nhw->tn", frames - 0.5, filters) / np.sqrt(frames[0].size)
+        drive = np.vstack([np.zeros((1, n)), drive[:-1]])  # frame t-1 drives bin t
+        rates = np.exp(-0.5 + 2.0 * drive / drive.std()).astype(np.float32)
+        train, test = segment_lengths(bins, 4, 0.7)
+        block, part = split_labels(train, test, 0.2)
+        out[f"mouse{m}"] = Session(name=f"mouse{m}", frames=frames, counts=rng.poisson(rates).astype(np.float32),
+                                   bin_s=0.048, neuron_ids=np.arange(n), block=block, part=part,
+                                   truth={"rates": rates})
+    return out
+
+
+def smoke_spec(max_epochs: int = 3, max_samples: int = 200, **train) -> loop.Spec:
+    """The smoke profile's training settings for alexnet, seed 0, with a few overrides."""
+    cat = load_catalog(profile="smoke")
+    cfg = {**cat["train"], "max_epochs": max_epochs, **train}
+    return loop.Spec("alexnet", 0, cfg, dict(cat["evaluation"], max_samples=max_samples),
+                     cat["zoo"]["encoder_dim"], cat["zoo"]["hidden_dim"], CONTEXT, "fingerprint-of-lnp-sessions")
+
+
+@pytest.fixture(scope="module")
+def sessions():
+    return lnp_sessions()
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(sessions, tmp_path_factory):
+    """A 3-epoch training run that nothing interrupts: its result and final weights."""
+    folder = str(tmp_path_factory.mktemp("whole") / "alexnet-s0")
+    result = loop.train_model(smoke_spec(), sessions, folder, torch.device("cpu"), progress=False)
+    twin, meta = load_checkpoint(folder)
+    return result, twin.state_dict(), meta
+
+
+# ------------------------------------------------------------------ the clip dataset
+
+def test_consecutive_runs_and_run_starts():
+    t = np.array([5, 6, 7, 8, 9, 20, 21, 22, 40])
+    assert [r.tolist() for r in consecutive_runs(t, 3)] == [[5, 6, 7], [8, 9], [20, 21, 22], [40]]
+    assert run_starts(t, 2).tolist() == [5, 7, 20]
+    assert run_starts(t, 2, offset=1).tolist() == [6, 8, 21]
+
+
+def test_select_chunks_keeps_whole_evenly_spread_chunks():
+    t = np.arange(1000)
+    picked = select_chunks(t, 100, 300)
+    assert picked.tolist() == [*range(0, 100), *range(400, 500), *range(900, 1000)] or \
+        picked.tolist() == [*range(0, 100), *range(500, 600), *range(900, 1000)]
+    assert select_chunks(t, 100, 0) is t
+
+
+def test_samples_pair_five_frames_with_the_next_bin(sessions):
+    s = sessions["mouse0"]
+    starts = np.array([10, 300])
+    frames, counts = gather(s, starts, 3, CONTEXT)
+    assert frames.shape == (2, 3 + CONTEXT - 1, *SHAPE) and counts.shape == (6, s.n_neurons)
+    np.testing.assert_array_equal(frames[1, 0], s.frames[300 - CONTEXT])
+    np.testing.assert_array_equal(frames[1, -1], s.frames[300 + 3 - 2])
+    np.testing.assert_array_equal(counts[3:], s.counts[300:303])
+
+
+def test_epoch_batches_cycle_over_mice_within_optimize_blocks(sessions):
+    a = epoch_batches(sessions, "optimize", 16, 4, CONTEXT, np.random.default_rng(1))
+    b = epoch_batches(sessions, "optimize", 16, 4, CONTEXT, np.random.default_rng(1))
+    assert [m for m, _ in a[:4]] == ["mouse0", "mouse1", "mouse0", "mouse1"]
+    assert all((x == y).all() for (_, x), (_, y) in zip(a, b))
+    for mouse, starts in a:
+        s = sessions[mouse]
+        assert len(starts) == 4
+        for i in (starts[:, None] + np.arange(4)).ravel():  # every sample's frames and target in one optimize block
+            assert s.part[i] == 0 and s.block[i - CONTEXT] == s.block[i]
+    capped = epoch_batches(sessions, "optimize", 16, 4, CONTEXT, np.random.default_rng(1), max_batches=3)
+    assert len(capped) == 3
+
+
+def test_window_rates_equal_the_twin_on_each_clip(sessions):
+    s = sessions["mouse0"]
+    twin = build_twin("xu_cnn", SHAPE, {"mouse0": s.n_neurons}, 16, 32, seed=0).eval()
+    frames, _ = gather(s, np.array([50, 200]), 4, CONTEXT)
+    x = torch.from_numpy(frames)
+    with torch.no_grad():
+        shared = window_rates(twin, x, "mouse0", CONTEXT)
+        clips = torch.stack([x[r, j:j + CONTEXT] for r in range(2) for j in range(4)]).unsqueeze(2)
+        direct = twin(clips, "mouse0")
+    torch.testing.assert_close(shared, direct, rtol=1e-5, atol=1e-6)
+
+
+# ------------------------------------------------------------------ training
+
+def test_training_lowers_validation_loss(sessions, uninterrupted):
+    result, weights, meta = uninterrupted
+    spec = smoke_spec()
+    twin = build_twin("alexnet", SHAPE, {m: s.n_neurons for m, s in sessions.items()}, 16, 32, seed=0)
+    val = {m: select_chunks(s.targets("validate", CONTEXT), 100, spec.train["max_val_samples"])
+           for m, s in sessions.items()}
+    before, _ = validation_scores(twin, sessions, val, CONTEXT, torch.device("cpu"))
+    assert result["best_val_loss"] < before
+    assert result["status"] == "trained" and result["epochs"] == 3
+    prov = meta["provenance"]
+    assert prov["config_hash"] == spec.key["config_hash"] and prov["data_fingerprint"] == spec.key["data_fingerprint"]
+    assert prov["code_version"] and prov["device"] == "cpu" and prov["wall_time_s"] > 0
+    assert meta["sha256"] == result["sha256"]
+    for mouse, score in prov["neural"].items():
+        assert -1 <= score["r_neuron"] <= 1 and 0 < score["ceiling"] <= 1 and score["n_samples"] == 200
+
+
+def test_killed_then_resumed_training_ends_with_the_same_weights(sessions, uninterrupted, tmp_path, monkeypatch):
+    class Killed(Exception):
+        pass
+
+    real_save = loop._save_resume
+
+    def save_then_die(folder, state):  # the process dies right after epoch 2's state reached disk
+        real_save(folder, state)
+        if state["epoch"] == 2:
+            raise Killed
+
+    folder = str(tmp_path / "alexnet-s0")
+    monkeypatch.setattr(loop, "_save_resume", save_then_die)
+    with pytest.raises(Killed):
+        loop.train_model(smoke_spec(), sessions, folder, torch.device("cpu"), progress=False)
+    monkeypatch.setattr(loop, "_save_resume", real_save)
+    assert (tmp_path / "alexnet-s0" / loop.RESUME).exists() and not (tmp_path / "alexnet-s0" / "model.json").exists()
+    result = loop.train_model(smoke_spec(), sessions, folder, torch.device("cpu"), progress=False)
+    assert result["resumed_from_epoch"] == 2 and result["epochs"] == 3
+    assert result["history"] == uninterrupted[0]["history"]
+    twin, _ = load_checkpoint(folder)
+    for name, tensor in twin.state_dict().items():
+        assert torch.equal(tensor, uninterrupted[1][name]), name
+    assert not (tmp_path / "alexnet-s0" / loop.RESUME).exists()
+
+
+def test_sigkilled_subprocess_resumes_from_its_last_epoch(sessions, uninterrupted, tmp_path):
+    folder = tmp_path / "alexnet-s0"
+    script = textwrap.dedent(f"""
+        import sys, torch
+        sys.path.insert(0, {str(Path(__file__).parent)!r})
+        from test_train import lnp_sessions, smoke_spec
+        from actstore.train import loop
+        loop.train_model(smoke_spec(), lnp_sessions(), {str(folder)!r}, torch.device("cpu"), progress=False)
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", script])
+    deadline = time.monotonic() + 120
+    while not (folder / loop.RESUME).exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    assert not (folder / "model.json").exists(), "the subprocess finished before it was killed"
+    result = loop.train_model(smoke_spec(), sessions, str(folder), torch.device("cpu"), progress=False)
+    assert 1 <= result["resumed_from_epoch"] < 3 and result["epochs"] == 3
+    twin, _ = load_checkpoint(str(folder))
+    for name, tensor in twin.state_dict().items():
+        assert torch.equal(tensor, uninterrupted[1][name]), name
+
+
+def test_up_to_date_model_is_skipped_and_changes_retrain_or_rescore(sessions, uninterrupted, tmp_path):
+    folder = str(tmp_path / "alexnet-s0")
+    spec = smoke_spec(max_epochs=1)
+    first = loop.train_model(spec, sessions, folder, torch.device("cpu"), progress=False)
+    again = loop.train_model(spec, sessions, folder, torch.device("cpu"), progress=False)
+    assert again["status"] == "up to date" and again["sha256"] == first["sha256"]
+    rescored = loop.train_model(smoke_spec(max_epochs=1, max_samples=100), sessions, folder, torch.device("cpu"), progress=False)
+    assert rescored["status"] == "re-scored" and rescored["sha256"] == first["sha256"]
+    assert all(s["n_samples"] == 100 for s in rescored["neural"].values())
+    changed = loop.train_model(smoke_spec(max_epochs=1, l1=0.5), sessions, folder, torch.device("cpu"), progress=False)
+    assert changed["status"] == "trained" and changed["config_hash"] != first["config_hash"]
