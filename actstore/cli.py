@@ -87,6 +87,18 @@ def data(env: Env) -> None:
 
 
 @cli.command()
+@arch_option
+@seed_option
+@device_option
+@pass_env
+def train(env: Env, archs: tuple[str, ...], seeds: tuple[int, ...], device: str | None) -> None:
+    """Train the zoo's missing or stale twins (resuming killed runs), then score them into analysis/neural.zarr."""
+    from actstore.train import train_zoo
+
+    train_zoo(env.catalog, env.root, list(archs) or None, list(seeds) or None, device, log=click.echo)
+
+
+@cli.command()
 @click.argument("what", type=click.Choice(["tuning", "probes", "geometry", "stats", "all"]))
 @pass_env
 def analyze(env: Env, what: str) -> None:
