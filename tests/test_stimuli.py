@@ -35,13 +35,13 @@ def sets(smoke, movie):
 
 
 def fft_orientation(image: np.ndarray) -> float:
-    """Orientation (deg, mod 180, y up) of the strongest Fourier component of a windowed, zero-padded image."""
+    """Orientation (deg, mod 180, y = row) of the strongest Fourier component of a windowed, zero-padded image."""
     h, w = image.shape
     win = np.hanning(h)[:, None] * np.hanning(w)[None, :]
     power = np.abs(np.fft.fft2((image - image.mean()) * win, s=(1024, 1024))) ** 2
     ky, kx = np.unravel_index(np.argmax(power), power.shape)
     fy, fx = np.fft.fftfreq(1024)[ky], np.fft.fftfreq(1024)[kx]
-    return float(np.rad2deg(np.arctan2(-fy, fx)) % 180)  # rows grow downward, y grows upward
+    return float(np.rad2deg(np.arctan2(fy, fx)) % 180)
 
 
 def angle_error(a: float, b: float) -> float:
@@ -56,15 +56,15 @@ def test_grating_orientation_is_recovered_from_its_fft(sf):
         assert angle_error(fft_orientation(img), th) < 1.0, th
 
 
-def test_grating_follows_the_formula_with_x_right_y_up_and_clipping():
+def test_grating_follows_the_formula_with_x_column_y_row_and_clipping():
     th, f, phi, c, lum = 30.0, 0.07, 1.1, 0.8, 0.5
     img = gratings(SHAPE, th, f, phi, c, lum)
     i, j = 7, 61                                   # row, column
-    x, y = j - (SHAPE[1] - 1) / 2, (SHAPE[0] - 1) / 2 - i
+    x, y = j - (SHAPE[1] - 1) / 2, i - (SHAPE[0] - 1) / 2
     want = lum * (1 + c * np.sin(2 * np.pi * f * (x * np.cos(np.deg2rad(th)) + y * np.sin(np.deg2rad(th))) + phi))
     assert img.dtype == np.float32 and img[i, j] == pytest.approx(want, abs=1e-6)
-    up = gratings(SHAPE, 90.0, 0.01, 0.0, 1.0, 0.5)  # th = 90: brightness grows with y, i.e. upward
-    assert up[0, 40] > up[29, 40] > up[59, 40]
+    down = gratings(SHAPE, 90.0, 0.01, 0.0, 1.0, 0.5)  # th = 90: brightness grows with y, i.e. down the rows
+    assert down[0, 40] < down[29, 40] < down[59, 40]
     bright = gratings(SHAPE, 0.0, 0.1, 0.0, 1.0, 0.7)
     assert bright.max() == 1.0 and bright.min() == pytest.approx(0.0, abs=1e-6)
     assert (bright == 1.0).mean() > 0.2           # L (1 + c) = 1.4 is clipped
@@ -146,7 +146,7 @@ def test_gabor_flashes_on_the_promised_frame_and_nowhere_else(smoke):
                                                                       "blur_sigma": {"low": 0.0, "high": 0.0}}})
     ds = generate(quiet, 0)
     x = np.arange(80) - 39.5
-    y = 29.5 - np.arange(60)
+    y = np.arange(60) - 29.5
     for t in range(ds.sizes["trial"]):
         clip, tf, c = ds.stimulus.values[t], int(ds.target_frame[t]), float(ds.contrast[t])
         others = [f for f in range(5) if f != tf]

@@ -1,8 +1,9 @@
 """Sinusoidal gratings and Gabors (design 6.2) and the full-factorial tuning grid.
 
 I(x, y) = L (1 + c env(x, y) sin(2 pi f (x cos th + y sin th) + phi)), clipped to [0, 1], with
-x pointing right and y up, in px from the frame centre; th (deg) is the wave-vector direction,
-counter-clockwise from +x; env = 1 for full-field gratings.
+x = column (rightward) and y = row (downward), in px from the frame centre, as in the synthetic
+mouse's Gabor neurons (actstore.data.oracle); th (deg) is the wave-vector direction, from +x
+towards +y (clockwise on screen); env = 1 for full-field gratings.
 """
 from __future__ import annotations
 
@@ -14,9 +15,9 @@ from actstore.stimuli.recipes import axis_values
 
 
 def pixel_coordinates(frame_shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """x (1, W) rightward and y (H, 1) upward, in px from the frame centre."""
+    """x (1, W) = column and y (H, 1) = row, in px from the frame centre."""
     h, w = frame_shape
-    return (np.arange(w) - (w - 1) / 2)[None, :], ((h - 1) / 2 - np.arange(h))[:, None]
+    return (np.arange(w) - (w - 1) / 2)[None, :], (np.arange(h) - (h - 1) / 2)[:, None]
 
 
 def carriers(frame_shape: tuple[int, int], orientation_deg, sf, phase) -> np.ndarray:
