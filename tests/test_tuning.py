@@ -1,0 +1,190 @@
+"""The tuning assay on analytic cells with known answers, rendered on the design's grating grid (design 6.2)."""
+import warnings
+
+import dask.array as da
+import numpy as np
+import pytest
+import xarray as xr
+from scipy.special import iv
+
+from actstore.analysis import fitting
+from actstore.analysis.tuning import CURVES, FLAGS, METRICS, measure
+from actstore.catalog import load_catalog
+
+ORI = np.linspace(0, 180, 12, endpoint=False)
+SF = np.geomspace(0.01, 0.25, 12)
+PHASE = np.linspace(0, 2 * np.pi, 8, endpoint=False)
+CONTRAST = np.array([0, 0.02, 0.05, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0])
+H, W = 60, 80
+THETA0, F0 = 60.0, SF[6]  # the Gabor cells' preferred orientation and sf, both on the grid
+C50, N, GAIN, R0 = 0.15, 2.5, 2.0, 0.5
+
+
+def _xy():
+    """Pixel coordinates in px from the frame centre, x right and y up (as recipes/tuning_grid.yaml)."""
+    y, x = np.mgrid[0:H, 0:W].astype(np.float64)
+    return x - (W - 1) / 2, (H - 1) / 2 - y
+
+
+def _gratings(theta_deg: float) -> np.ndarray:
+    """I = L (1 + c sin(2 pi f (x cos th + y sin th) + phi)) clipped to [0, 1], L = 0.5: (sf, phase, contrast, H*W)."""
+    x, y = _xy()
+    th = np.deg2rad(theta_deg)
+    u = 2 * np.pi * SF[:, None, None, None] * (x * np.cos(th) + y * np.sin(th)) + PHASE[None, :, None, None]
+    img = 0.5 * (1 + CONTRAST[None, None, :, None, None] * np.sin(u)[:, :, None])
+    return np.clip(img, 0, 1).reshape(len(SF), len(PHASE), len(CONTRAST), H * W)
+
+
+def _gabor(phase: float, sigma: float = 10.0) -> np.ndarray:
+    x, y = _xy()
+    th = np.deg2rad(THETA0)
+    g = np.exp(-(x**2 + y**2) / (2 * sigma**2)) * np.cos(2 * np.pi * F0 * (x * np.cos(th) + y * np.sin(th)) + phase)
+    return g.ravel()
+
+
+def _center_surround(sc: float = 1.0, ss: float = 2.0) -> np.ndarray:
+    """A radially symmetric ON-centre cell at the frame centre: its only anisotropy is the square pixel
+    lattice's, which is 4-fold (90 deg) symmetric and so has no 2-theta component."""
+    x, y = _xy()
+    r2 = x**2 + y**2
+    return (np.exp(-r2 / (2 * sc**2)) / sc**2 - np.exp(-r2 / (2 * ss**2)) / ss**2).ravel()
+
+
+@pytest.fixture(scope="module")
+def cells() -> xr.DataArray:
+    """Responses of analytic cells on the full grid: simple, complex, Naka-Rushton (energy-driven), isotropic."""
+    filters = np.stack([_gabor(0.0), _gabor(np.pi / 2), _center_surround()], axis=1)
+    drive = np.stack([_gratings(t) - 0.5 for t in ORI]) @ filters  # (O, S, P, C, 3)
+    simple = np.maximum(drive[..., 0], 0)
+    energy = np.hypot(drive[..., 0], drive[..., 1])
+    e = energy / energy[..., -1].max()
+    h = e**N / (e**N + C50**N)
+    isotropic = np.maximum(drive[..., 2], 0)
+    resp = np.stack([simple, energy, R0 + GAIN * h, isotropic], axis=-1)
+    coords = {"orientation": ORI, "sf": SF, "phase": PHASE, "contrast": CONTRAST,
+              "unit": ["simple", "complex", "naka_rushton", "isotropic"]}
+    return xr.DataArray(resp.astype(np.float32), dims=list(coords), coords=coords)
+
+
+@pytest.fixture(scope="module")
+def result(cells) -> xr.Dataset:
+    return measure(cells).compute()
+
+
+def test_output_has_every_metric_flag_and_curve(result):
+    assert set(METRICS) | set(FLAGS) | set(CURVES) <= set(result.data_vars)
+    assert result["gosi"].dims == ("unit",) and result["orientation_curve"].dims == ("unit", "orientation")
+    assert all(result[f].dtype == bool for f in FLAGS)
+
+
+def test_simple_cell_is_phase_modulated_and_recovers_orientation_and_sf(result):
+    cell = result.sel(unit="simple")
+    assert float(cell.f1f0) > 1.3  # a half-wave-rectified sine gives pi/2
+    assert float(cell.pref_ori) == pytest.approx(THETA0, abs=1.0)
+    assert float(cell.pref_sf_sampled) == pytest.approx(F0)
+    assert float(cell.pref_sf) == pytest.approx(F0, rel=0.1)
+    assert float(cell.dog_r2) > 0.9 and 0.3 < float(cell.sf_bandwidth) < 4
+    assert bool(cell.qc_orientation) and bool(cell.qc_phase) and bool(cell.qc_sf) and bool(cell.responsive)
+
+
+def test_complex_cell_is_phase_invariant_and_recovers_orientation_and_sf(result):
+    cell = result.sel(unit="complex")
+    assert float(cell.f1f0) < 0.1
+    assert float(cell.pref_ori) == pytest.approx(THETA0, abs=1.0)
+    assert float(cell.pref_sf) == pytest.approx(F0, rel=0.1)
+    assert float(cell.gosi) > 0.3
+
+
+def test_rectified_sine_phase_curve_peaks_at_pi_over_two():
+    tuned = (1 + np.linspace(0, 1, 12))[:, None, None, None, None] * np.ones((12, 12, 1, 9, 1))
+    resp = np.maximum(np.sin(PHASE), 0)[None, None, :, None, None] * tuned
+    coords = {"orientation": ORI, "sf": SF, "phase": PHASE, "contrast": CONTRAST, "unit": [0]}
+    out = measure(xr.DataArray(resp, dims=list(coords), coords=coords))
+    assert float(out.pref_phase[0]) == pytest.approx(np.pi / 2, abs=1e-9)
+    # 8 samples of max(sin, 0): F1 = 1/2, F0 = (1 + sqrt 2) / 8 (pi / 2 in the continuous limit)
+    assert float(out.f1f0[0]) == pytest.approx(4 / (1 + np.sqrt(2)), rel=1e-6)
+
+
+def test_naka_rushton_cell_recovers_c50_exponent_and_gain_sign(result):
+    cell = result.sel(unit="naka_rushton")
+    assert float(cell.nr_r2) > 0.99 and bool(cell.qc_contrast)
+    assert float(cell.nr_c50) == pytest.approx(C50, rel=0.1)
+    assert float(cell.nr_n) == pytest.approx(N, rel=0.1)
+    assert float(cell.nr_gain) == pytest.approx(GAIN, rel=0.1)
+
+
+def test_contrast_suppressed_cell_has_a_negative_gain():
+    ori_tuning = np.exp(2 * np.cos(2 * np.deg2rad(ORI - 30)))[:, None, None, None]
+    sf_tuning = np.exp(-np.log(SF / 0.05) ** 2 / 2)[None, :, None, None]
+    h = CONTRAST**1.5 / (CONTRAST**1.5 + 0.3**1.5)
+    resp = 1 + ori_tuning * sf_tuning + (-1.5 * h)[None, None, None, :] + 0 * PHASE[None, None, :, None]
+    coords = {"orientation": ORI, "sf": SF, "phase": PHASE, "contrast": CONTRAST}
+    out = measure(xr.DataArray(resp, dims=list(coords), coords=coords).expand_dims(unit=[0], axis=-1))
+    assert float(out.nr_gain[0]) == pytest.approx(-1.5, rel=0.02)
+    assert float(out.nr_c50[0]) == pytest.approx(0.3, rel=0.02) and float(out.nr_n[0]) == pytest.approx(1.5, rel=0.02)
+    assert float(out.pref_sf_fit[0]) == pytest.approx(0.05, rel=0.03)
+
+
+def test_isotropic_cell_has_gosi_near_zero(result):
+    assert float(result.gosi.sel(unit="isotropic")) < 0.01
+    assert not bool(result.qc_orientation.sel(unit="isotropic"))  # its curve range is far below min_curve_range
+    assert float(result.gosi.sel(unit="simple")) > 0.3
+
+
+@pytest.mark.parametrize("kappa", [0.5, 1.0, 2.0, 4.0])
+def test_von_mises_gosi_equals_its_integral_value(kappa):
+    resp = np.exp(kappa * np.cos(2 * np.deg2rad(ORI - 45.0)))[:, None, None, None, None] * np.ones((1, 12, 8, 9, 1))
+    coords = {"orientation": ORI, "sf": SF, "phase": PHASE, "contrast": CONTRAST, "unit": [0]}
+    out = measure(xr.DataArray(resp, dims=list(coords), coords=coords))
+    # continuous r~ = exp(k cos 2u) - exp(-k): |int r~ e^{2iu}| / int r~ = I1(k) / (I0(k) - e^{-k})
+    assert float(out.gosi[0]) == pytest.approx(iv(1, kappa) / (iv(0, kappa) - np.exp(-kappa)), rel=1e-4)
+    assert float(out.pref_ori[0]) == pytest.approx(45.0, abs=1e-6)
+
+
+def test_nan_and_constant_units_give_nan_metrics_and_false_flags_without_warnings(cells):
+    bad = xr.concat([cells.isel(unit=[0]) * np.nan, cells.isel(unit=[0]) * 0 + 2.0], dim="unit")
+    bad["unit"] = ["nan", "constant"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = measure(bad).compute()
+    for name in METRICS:
+        assert np.isnan(out[name].values).all(), name
+    for name in FLAGS:
+        assert not out[name].values.any(), name
+
+
+def test_dask_input_is_lazy_carries_extra_dims_and_matches_numpy(cells, result):
+    zoo = xr.concat([cells, cells * 2], dim="arch").assign_coords(arch=["a", "b"]).expand_dims(seed=[0])
+    lazy = zoo.chunk({"unit": 2, "arch": 1, "seed": 1})
+    out = measure(lazy)
+    assert isinstance(out["gosi"].data, da.Array) and isinstance(out["orientation_curve"].data, da.Array)
+    out = out.compute()
+    assert out["gosi"].dims == ("seed", "arch", "unit")
+    np.testing.assert_allclose(out.gosi.sel(arch="a", seed=0).values, result.gosi.values, rtol=1e-6)
+    np.testing.assert_allclose(out.pref_sf.sel(arch="b", seed=0).values, result.pref_sf.values, rtol=1e-3)
+    np.testing.assert_array_equal(out.qc_sf.sel(arch="a", seed=0).values, result.qc_sf.values)
+
+
+def test_defaults_are_the_catalogs_thresholds():
+    import inspect
+
+    params = inspect.signature(measure).parameters
+    for key, value in load_catalog(profile="paper")["analysis"]["tuning"].items():
+        default = params[key].default
+        assert (list(default) if isinstance(default, tuple) else default) == value, key
+
+
+def test_missing_dims_and_main_contrast_are_user_errors(cells):
+    from actstore.errors import UserError
+
+    with pytest.raises(UserError, match="missing dims phase"):
+        measure(cells.isel(phase=0))
+    with pytest.raises(UserError, match="main contrast 0.9"):
+        measure(cells, main_contrast=0.9)
+
+
+def test_dog_helper_is_what_measure_fits(result):
+    # the reported fit peak is the argmax of a DoG refitted to the reported sf curve
+    curve = result.sf_curve.sel(unit="simple").values
+    fit = fitting.fit_dog(np.log(SF), curve)
+    assert float(result.dog_r2.sel(unit="simple")) == pytest.approx(float(fit.r2), abs=1e-9)
