@@ -191,6 +191,9 @@ SCHEMA: dict[str, Any] = {
             "min_curve_range": _float(0.0),
             "min_fit_r2": _float(-1.0, 1.0),
             "dog_starts": _int(1),
+            "nr_starts": _int(1),
+            "nr_c50_bounds": _list(_float(1e-6), length=2),
+            "nr_n_bounds": _list(_float(1e-3), length=2),
         },
         "probes": {
             "l2_grid": _list(_float(0.0)),
@@ -363,6 +366,10 @@ def _check_consistency(cfg: dict, where: str) -> None:
         missing = [s for s in data["sessions"] if s not in data["synthetic"]["neurons"]]
         if missing:
             raise UserError(f"{where}: data.synthetic.neurons: no neuron count for session(s) {', '.join(missing)}")
+    for key in ("nr_c50_bounds", "nr_n_bounds"):
+        lo, hi = cfg["analysis"]["tuning"][key]
+        if lo >= hi:
+            raise UserError(f"{where}: analysis.tuning.{key}: {[lo, hi]} must be [low, high] with low < high")
     lo, hi = cfg["analysis"]["geometry"]["ranks"]
     if lo > hi:
         raise UserError(f"{where}: analysis.geometry.ranks: {[lo, hi]} must be [low, high] with low <= high")
