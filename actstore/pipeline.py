@@ -43,18 +43,25 @@ def _summary(lines: list[str]) -> str:
     return "; ".join(done) if len(done) <= 2 else f"{done[0]}; ... ({len(done)} items)"
 
 
-def run_all(catalog: Catalog, root: str, scheduler: str = "threads") -> list[str]:
-    """Run every step in order (each only where stale); returns one summary line per step."""
+STEPS = ("data", "train", "extract", "analyze", "report")
+
+
+def run_all(catalog: Catalog, root: str, scheduler: str = "threads",
+            steps: tuple[str, ...] = STEPS) -> list[str]:
+    """Run the named steps in order (each only where stale); returns one summary line per step."""
     from actstore.scheduling import dask_scheduler
 
     out: list[str] = []
     t_all = time.perf_counter()
     with dask_scheduler(scheduler, root):
         for name, step in _steps(catalog, root):
+            if name not in steps:
+                continue
             t0 = time.perf_counter()
             lines = step()
             line = f"[{name:<7}] {_summary(lines)} ({time.perf_counter() - t0:.1f} s)"
             click.echo(line)
             out.append(line)
-    click.echo(f"done in {time.perf_counter() - t_all:.1f} s; report: {root.rstrip('/')}/report/index.html")
+    where = f"; report: {root.rstrip('/')}/report/index.html" if "report" in steps else ""
+    click.echo(f"done in {time.perf_counter() - t_all:.1f} s{where}")
     return out
