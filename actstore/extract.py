@@ -52,6 +52,11 @@ def checkpoint_sha(root: str, arch: str, seed: int) -> str:
     return read_meta(folder)["sha256"]
 
 
+def zoo_sizes(catalog: Catalog) -> dict[str, int]:
+    """The feature sizes every checkpoint of the zoo must have."""
+    return {"encoder_dim": int(catalog["zoo"]["encoder_dim"]), "hidden_dim": int(catalog["zoo"]["hidden_dim"])}
+
+
 def generate_stimuli(catalog: Catalog, root: str, recipe: dict) -> xr.Dataset:
     """The recipe's stimulus Dataset (reference clips draw on the reference session's frames)."""
     from actstore.stimuli import generate
@@ -79,7 +84,7 @@ def open_or_create(catalog: Catalog, root: str, recipe: dict, stimuli_fn: Any, r
     name, rhash = recipe["name"], canonical_hash(recipe)
     url = store_path(root, name)
     fs, path = filesystem(url)
-    config = {"encoder_dim": catalog["zoo"]["encoder_dim"], "hidden_dim": catalog["zoo"]["hidden_dim"]}
+    config = zoo_sizes(catalog)
     if fs.exists(path) and rebuild:
         fs.rm(path, recursive=True)
     if fs.exists(path):
@@ -159,12 +164,12 @@ class RegionWriter:
 
 
 def extract_models(store: ActivationStore, root: str, todo: list[tuple[Model, str]], shas: dict[Model, str],
-                   config: dict, device: str, batch_size: int) -> list[str]:
+                   config: dict, device: str, batch_size: int) -> dict[Model, str]:
     """Run each model over the store's frames and write its region, overlapping compute with writes."""
     frames = store.frames()
     chunk_frames = int(store.attrs["chunk_frames"])
     name = store.attrs["recipe_name"]
-    lines = []
+    lines = {}
     writer = RegionWriter(store)
     try:
         for (arch, seed), reason in todo:
@@ -181,8 +186,8 @@ def extract_models(store: ActivationStore, root: str, todo: list[tuple[Model, st
                     bar.update(stop - first)
             writer.put("finish", arch, seed, shas[(arch, seed)], device)
             what = "extracted" if reason == "not extracted" else f"re-extracted ({reason})"
-            lines.append(f"{name}: {arch}-s{seed} {what}: {len(frames)} stimuli on {device} "
-                         f"in {time.perf_counter() - started:.1f} s")
+            lines[(arch, seed)] = (f"{name}: {arch}-s{seed} {what}: {len(frames)} stimuli on {device} "
+                                   f"in {time.perf_counter() - started:.1f} s")
     finally:
         writer.close()
     return lines
@@ -196,16 +201,9 @@ def extract(catalog: Catalog, root: str, recipe_name: str, archs: list[str] | No
     models = select_models(catalog, archs, seeds)
     shas = {m: checkpoint_sha(root, *m) for m in models}
     store = open_or_create(catalog, root, recipe, lambda: generate_stimuli(catalog, root, recipe), rebuild)
-    lines, todo = [], []
-    for model in models:
-        problem = model_problem(store, *model, shas[model])
-        if problem is None:
-            lines.append(f"{recipe_name}: {model[0]}-s{model[1]} up to date")
-        else:
-            todo.append((model, problem))
-    if todo:
-        config = {"encoder_dim": catalog["zoo"]["encoder_dim"], "hidden_dim": catalog["zoo"]["hidden_dim"]}
-        lines += extract_models(store, root, todo, shas, config,
-                                resolve_device(device or catalog["extract"]["device"]),
-                                batch_size or catalog["extract"]["batch_size"])
-    return lines
+    problems = {model: model_problem(store, *model, shas[model]) for model in models}
+    todo = [(model, problem) for model, problem in problems.items() if problem is not None]
+    done = extract_models(store, root, todo, shas, zoo_sizes(catalog),
+                          resolve_device(device or catalog["extract"]["device"]),
+                          batch_size or catalog["extract"]["batch_size"]) if todo else {}
+    return [done.get((a, s), f"{recipe_name}: {a}-s{s} up to date") for a, s in models]

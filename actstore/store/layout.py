@@ -26,9 +26,7 @@ def stimulus_chunks(stim_shape: tuple[int, ...], bytes_per_stimulus: int, target
 
 def chunk_runs(stim_shape: tuple[int, ...], chunks: tuple[int, ...]) -> list[tuple[int, int, tuple[slice, ...]]]:
     """Every chunk as (first, stop, region): its flat C-order stimulus range and its slices, in order."""
-    split = next((k for k, (n, c) in enumerate(zip(stim_shape, chunks)) if c < n), len(stim_shape))
-    if split == len(stim_shape):
-        split = 0
+    split = max((k for k, (n, c) in enumerate(zip(stim_shape, chunks)) if c < n), default=0)
     inner = prod(stim_shape[split + 1:])
     runs = []
     for outer in product(*(range(n) for n in stim_shape[:split])):
