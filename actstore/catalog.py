@@ -105,6 +105,7 @@ def _ou(v: Any, where: str) -> None:
     if v[1] <= 0:
         _fail(where, v, "[sd >= 0, tau_s > 0]")
 
+
 _OPT = {"lr": _float(0.0), "weight_decay": _float(0.0)}
 
 SCHEMA: dict[str, Any] = {
