@@ -15,11 +15,11 @@ def _check_root_is_shared(spec: str, root: str) -> None:
 
 
 @contextmanager
-def dask_scheduler(spec: str, root: str = "stores") -> Iterator[object | None]:
+def dask_scheduler(spec: str, root: str = "stores", workers: int | None = None) -> Iterator[object | None]:
     """Make `spec` the default Dask scheduler inside the block; yields the distributed Client, if any.
 
     threads (default) and processes are Dask's local schedulers; local starts a LocalCluster
-    sized to the machine; tcp://HOST:PORT connects to a running scheduler whose workers must
+    sized to the machine (or `workers`); tcp://HOST:PORT connects to a running scheduler whose workers must
     see the root (a shared folder or an fsspec URL).
     """
     import dask
@@ -32,8 +32,8 @@ def dask_scheduler(spec: str, root: str = "stores") -> Iterator[object | None]:
     from distributed import Client, LocalCluster
 
     if spec == "local":
-        workers = max(1, min(os.cpu_count() or 1, 4))
-        with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+        n = workers or max(1, min(os.cpu_count() or 1, 4))
+        with LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
                           dashboard_address=None) as cluster, Client(cluster) as client:
             yield client
         return
