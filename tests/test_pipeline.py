@@ -70,9 +70,8 @@ def test_analyze_on_a_local_cluster_matches_threads(smoke_root, tmp_path):
     results = {}
     for spec in ("threads", "local"):
         root = copy_root(smoke_root, tmp_path / spec)
-        shutil.rmtree(Path(root) / "analysis")
-        shutil.copytree(Path(smoke_root) / "analysis", Path(root) / "analysis",
-                        ignore=lambda d, names: [n for n in names if n != "neural.zarr" and d.endswith("analysis")])
+        for name in ("tuning", "probes", "geometry", "summary"):
+            shutil.rmtree(Path(root) / "analysis" / f"{name}.zarr")
         with dask_scheduler(spec, root, workers=2) as client:
             if client is not None:
                 assert len(client.scheduler_info()["workers"]) == 2
