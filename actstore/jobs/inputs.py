@@ -1,0 +1,68 @@
+"""A job's inputs: stores opened lazily, and what an analysis was computed from, as plain JSON,
+so a job can tell by content that it is up to date."""
+from __future__ import annotations
+
+import json
+import warnings
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from actstore.catalog import canonical_hash
+from actstore.store.analysis import analysis_inputs
+from actstore.store.root import filesystem, join
+
+
+def open_input_store(root: str, name: str) -> xr.Dataset | None:
+    """The lazy store `<root>/<name>.zarr` (plain xr.open_zarr, per the store contract), or None if absent."""
+    path = join(root, f"{name}.zarr")
+    fs, p = filesystem(path)
+    if not fs.exists(p):
+        return None
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Consolidated metadata", category=UserWarning)
+        return xr.open_zarr(path)
+
+
+def store_fingerprint(ds: xr.Dataset | None) -> str | None:
+    """Hash of a store's attrs (recipe, stimulus checksum) and its ledger (provenance + complete per model);
+    re-extracting any model changes it. None for a missing store."""
+    if ds is None:
+        return None
+    ledger = {name: ds[name].values.tolist() for name in ("complete", "provenance") if name in ds}
+    coords = {d: ds[d].values.tolist() for d in ("arch", "seed") if d in ds.coords}
+    return canonical_hash({"attrs": ds.attrs, "ledger": ledger, "coords": coords})
+
+
+def as_json(inputs: dict[str, Any]) -> dict[str, Any]:
+    """Inputs as they read back from Zarr attrs (tuples as lists), so a fresh record compares equal."""
+    return json.loads(json.dumps(inputs, default=str))
+
+
+def up_to_date(root: str, name: str, inputs: dict[str, Any]) -> bool:
+    """True when analysis/<name>.zarr exists and was computed from exactly `inputs`."""
+    return analysis_inputs(root, name) == as_json(inputs)
+
+
+def complete_models(ds: xr.Dataset, models: list[tuple[str, int]]) -> list[tuple[str, int]]:
+    """The given (arch, seed) models that the store holds and its ledger marks complete, in order."""
+    archs = [str(a) for a in ds["arch"].values]
+    seeds = [int(s) for s in ds["seed"].values]
+    flags = ds["complete"].values
+    return [(a, s) for a, s in models if a in archs and s in seeds and bool(flags[archs.index(a), seeds.index(s)])]
+
+
+def stack_models(var: xr.DataArray, models: list[tuple[str, int]]) -> xr.DataArray:
+    """`var` for the given models along a new leading `model` dim (still lazy)."""
+    pick = var.sel(arch=xr.DataArray([a for a, _ in models], dims="model"),
+                   seed=xr.DataArray([s for _, s in models], dims="model"))
+    return pick.drop_vars(["arch", "seed"]).transpose("model", ...)
+
+
+def model_grid(values: np.ndarray, models: list[tuple[str, int]], archs: list[str], seeds: list[int]) -> np.ndarray:
+    """Per-model values (M, ...) placed on the dense (arch, seed, ...) grid; models not given are NaN."""
+    out = np.full((len(archs), len(seeds), *np.shape(values)[1:]), np.nan)
+    for m, (a, s) in enumerate(models):
+        out[archs.index(a), seeds.index(s)] = values[m]
+    return out

@@ -1,0 +1,153 @@
+"""`actstore analyze probes`: the three linear probes of design 6.3 for every complete model -> analysis/probes.zarr.
+
+Features: orientation = the encoder output of the single frame; contrast = the GRU final state;
+RDK = the last chunk's GRU final state. Standardization (train-split statistics) per task is set by
+catalog analysis.probes.standardize (paper: RDK only). Each task is one batched solve over models x L2.
+"""
+from __future__ import annotations
+
+import numpy as np
+import xarray as xr
+
+from actstore.analysis import probes as pr
+from actstore.catalog import Catalog
+from actstore.jobs.inputs import (as_json, complete_models, model_grid, open_input_store, stack_models,
+                                  store_fingerprint, up_to_date)
+from actstore.store.analysis import write_analysis
+
+VERSION = "probes/1"
+TASKS = {"orientation": "orientation_task", "contrast": "contrast_task", "rdk": "rdk_task"}
+
+
+def _split(ds: xr.Dataset) -> np.ndarray:
+    return np.array([str(v) for v in ds["split"].values])
+
+
+def _features(ds: xr.Dataset, models: list[tuple[str, int]], space: str) -> np.ndarray:
+    """(M, trials, F) features of the models: the last chunk of the GRU state or the last frame of the encoder."""
+    var = ds[space]
+    for dim in ("chunk", "frame"):
+        if dim in var.dims:
+            var = var.isel({dim: -1})
+    return stack_models(var, models).transpose("model", "trial", ...).values.astype(np.float64)
+
+
+def _sets(x: np.ndarray, ds: xr.Dataset, names: tuple[str, ...], standardize: bool) -> list[np.ndarray]:
+    """Feature sets for the named splits (first = the train split), standardized with train statistics if asked."""
+    split = _split(ds)
+    sets = [x[:, split == n] for n in names]
+    return pr.standardized(*sets) if standardize else sets
+
+
+def orientation(ds: xr.Dataset, models: list[tuple[str, int]], cfg: dict, seed: int) -> dict[str, np.ndarray]:
+    """Sample-efficiency sweep: per train size the chosen L2 and ID/OOD accuracy; AUCs over log2 size."""
+    x = _features(ds, models, "encoder")
+    split, label = _split(ds), np.asarray(ds["label"].values).astype(int)
+    k = int(label.max()) + 1
+    y = {n: label[split == n] for n in ("train", "val", "test_id", "test_ood")}
+    sizes = pr.feasible_sizes(y["train"], cfg["orientation_train_sizes"], k)
+    if not sizes:
+        raise ValueError(f"orientation_task: train split too small for any of {cfg['orientation_train_sizes']}")
+    train, val, test_id, test_ood = (x[:, split == n] for n in ("train", "val", "test_id", "test_ood"))
+    acc_id, acc_ood, l2 = [], [], []
+    for idx in pr.balanced_subsets(y["train"], sizes, k, seed):
+        sets = [train[:, idx], val, test_id, test_ood]
+        if cfg["standardize"]["orientation"]:
+            sets = pr.standardized(*sets)
+        probes, chosen = pr.fit_selected(sets[0], y["train"][idx], sets[1], y["val"], k, cfg["l2_grid"],
+                                         cfg["max_iter"], cfg["tolerance"])
+        acc_id.append(pr.accuracy(probes.predict(sets[2])[:, 0], y["test_id"]))
+        acc_ood.append(pr.accuracy(probes.predict(sets[3])[:, 0], y["test_ood"]))
+        l2.append(chosen)
+    out = {"train_size": np.array(sizes), "chance": 1.0 / k,
+           "orientation_acc_id": np.stack(acc_id, 1), "orientation_acc_ood": np.stack(acc_ood, 1),
+           "orientation_l2": np.stack(l2, 1)}
+    for test in ("id", "ood"):
+        acc = out[f"orientation_acc_{test}"]
+        auc = pr.normalized_auc(acc, np.log2(sizes)) if len(sizes) > 1 else np.full(len(models), np.nan)
+        out[f"orientation_{test}"] = acc[:, -1]
+        out[f"orientation_auc_{test}"] = auc
+        out[f"orientation_auc_adj_{test}"] = pr.chance_adjusted(auc, 1.0 / k)
+    return out
+
+
+def _binary(ds: xr.Dataset, models: list[tuple[str, int]], cfg: dict, task: str) -> tuple[np.ndarray, np.ndarray]:
+    """Fit the binary probe on the GRU features (L2 chosen on val); test-split predictions (M, n_test), chosen L2."""
+    x = _features(ds, models, "gru")
+    split, label = _split(ds), np.asarray(ds["label"].values).astype(int)
+    train, val, test = _sets(x, ds, ("train", "val", "test"), cfg["standardize"][task])
+    probes, chosen = pr.fit_selected(train, label[split == "train"], val, label[split == "val"], 2,
+                                     cfg["l2_grid"], cfg["max_iter"], cfg["tolerance"])
+    return probes.predict(test)[:, 0], chosen
+
+
+def contrast(ds: xr.Dataset, models: list[tuple[str, int]], cfg: dict) -> dict[str, np.ndarray]:
+    """Balanced accuracy per test contrast and its area over the grid index, normalized to [0, 1]."""
+    pred, chosen = _binary(ds, models, cfg, "contrast")
+    test = _split(ds) == "test"
+    label, level = np.asarray(ds["label"].values).astype(int)[test], ds["contrast"].values[test]
+    grid = np.unique(level)
+    bacc = pr.balanced_accuracy_by_level(pred, label, level, grid)
+    return {"contrast": grid, "contrast_bacc": bacc, "contrast_l2": chosen,
+            "contrast_auc": pr.normalized_auc(bacc, np.arange(len(grid)))}
+
+
+def rdk(ds: xr.Dataset, models: list[tuple[str, int]], cfg: dict) -> dict[str, np.ndarray]:
+    """Accuracy per test coherence and its area over coherence, normalized by the coherence range."""
+    pred, chosen = _binary(ds, models, cfg, "rdk")
+    test = _split(ds) == "test"
+    label, level = np.asarray(ds["label"].values).astype(int)[test], ds["coherence"].values[test]
+    grid = np.unique(level)
+    acc = pr.accuracy_by_level(pred, label, level, grid)
+    return {"coherence": grid, "rdk_acc": acc, "rdk_l2": chosen, "rdk_auc": pr.normalized_auc(acc, grid)}
+
+
+LEVEL_DIMS = ("train_size", "contrast", "coherence")
+
+
+def _dataset(results: dict[str, dict], models: dict[str, list], archs: list[str], seeds: list[int]) -> xr.Dataset:
+    """All task results on the dense (arch, seed[, level]) grid; models without results are NaN."""
+    data, coords = {}, {"arch": archs, "seed": seeds}
+    for task, res in results.items():
+        level = next((d for d in LEVEL_DIMS if d in res), None)
+        if level is not None:
+            coords[level] = res[level]
+        for name, values in res.items():
+            if name in LEVEL_DIMS or name == "chance":
+                continue
+            dims = ("arch", "seed") if np.ndim(values) == 1 else ("arch", "seed", level)
+            data[name] = (dims, model_grid(values, models[task], archs, seeds))
+    ds = xr.Dataset(data, coords=coords)
+    ds.attrs = {"l2_convention": "mean loss + l2/2 |W|^2; sklearn C = 1/(l2 n)",
+                "contrast_auc": "trapezoid over the contrast grid index / (G - 1)",
+                "rdk_auc": "trapezoid over coherence / coherence range",
+                "orientation_auc": "trapezoid over log2 train size / log2 range; adj = (auc - chance) / (1 - chance)"}
+    if "orientation" in results:
+        ds.attrs["orientation_chance"] = results["orientation"]["chance"]
+    return ds
+
+
+def run(catalog: Catalog, root: str) -> list[str]:
+    """Probe every complete model on every task store present; 'up to date' when nothing changed."""
+    cfg = catalog["analysis"]["probes"]
+    stores = {task: open_input_store(root, name) for task, name in TASKS.items()}
+    if all(ds is None for ds in stores.values()):
+        return [f"probes: no task stores under {root} ({', '.join(f'{n}.zarr' for n in TASKS.values())}); skipped"]
+    inputs = {"version": VERSION, "config": cfg, "run_seed": catalog["run_seed"], "models": catalog.models,
+              "stores": {task: store_fingerprint(ds) for task, ds in stores.items()}}
+    if up_to_date(root, "probes", inputs):
+        return ["probes: up to date"]
+    archs, seeds = list(catalog["zoo"]["archs"]), list(catalog["zoo"]["seeds"])
+    results, done, lines = {}, {}, []
+    for task, ds in stores.items():
+        models = complete_models(ds, catalog.models) if ds is not None else []
+        if not models:
+            lines.append(f"probes: {task}: no complete models in {TASKS[task]}.zarr; skipped")
+            continue
+        done[task] = models
+        results[task] = (orientation(ds, models, cfg, catalog["run_seed"]) if task == "orientation"
+                         else contrast(ds, models, cfg) if task == "contrast" else rdk(ds, models, cfg))
+        key = {"orientation": "orientation_ood", "contrast": "contrast_auc", "rdk": "rdk_auc"}[task]
+        lines.append(f"probes: {task}: {len(models)} models, {key} mean {np.mean(results[task][key]):.3f}")
+    path = write_analysis(_dataset(results, done, archs, seeds), root, "probes", as_json(inputs))
+    return [*lines, f"probes: wrote {path}"]

@@ -1,0 +1,199 @@
+"""Linear probes: known answers (linear signal -> near perfect, noise -> chance), hand-worked balanced
+accuracy, agreement with scikit-learn at the same L2, and the job over small stores in the contract layout."""
+import numpy as np
+import pytest
+import xarray as xr
+from sklearn.linear_model import LogisticRegression
+
+from actstore.analysis import probes as pr
+from actstore.catalog import Catalog, deep_merge, load_catalog
+from actstore.jobs import probes as job
+from actstore.store.analysis import open_analysis
+
+
+def _signal_and_noise(rng, n, k, f, gain):
+    """Two models on the same labels: model 0 encodes the label linearly, model 1 is pure noise."""
+    y = rng.integers(0, k, n)
+    proto = rng.normal(size=(k, f))
+    signal = gain * proto[y] + rng.normal(size=(n, f))
+    return np.stack([signal, rng.normal(size=(n, f))]), y
+
+
+@pytest.mark.parametrize("k", [8, 2])
+def test_linear_signal_near_perfect_and_noise_at_chance(k):
+    rng = np.random.default_rng(0)
+    x, y = _signal_and_noise(rng, 4000, k, 24, gain=3.0)
+    probes = pr.fit_probes(x[:, :2000], y[:2000], k, np.array([1e-2]))
+    acc = pr.accuracy(probes.predict(x[:, 2000:])[:, 0], y[2000:])
+    se = np.sqrt((1 / k) * (1 - 1 / k) / 2000)
+    assert acc[0] > 0.97
+    assert abs(acc[1] - 1 / k) < 4 * se
+
+
+def test_balanced_accuracy_hand_worked():
+    # blanks (label 0): 3 of 4 rejected -> CR 0.75, false alarms 0.25
+    labels = np.array([0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1])
+    level = np.array([0, 0, 0, 0, 0.1, 0.1, 0.1, 0.1, 0.5, 0.5, 0.5, 0.5, 1.0, 1.0])
+    pred = np.array([0, 0, 0, 1, 0, 0, 1, 0, 1, 1, 0, 1, 1, 1])
+    grid = np.array([0.0, 0.1, 0.5, 1.0])
+    got = pr.balanced_accuracy_by_level(pred, labels, level, grid)
+    # c=0 has no targets: hit = false-alarm rate 0.25 -> 0.5; 0.1: (0.25+0.75)/2; 0.5: (0.75+0.75)/2; 1: (1+0.75)/2
+    np.testing.assert_allclose(got, [0.5, 0.5, 0.75, 0.875])
+    # zero-contrast targets present: their own hit rate counts
+    labels0 = np.array([0, 0, 1, 1])
+    got0 = pr.balanced_accuracy_by_level(np.array([[0, 1, 1, 1]]), labels0, np.array([0, 0, 0, 0]), np.array([0.0]))
+    np.testing.assert_allclose(got0, [[(1.0 + 0.5) / 2]])
+    np.testing.assert_allclose(pr.accuracy_by_level(pred, labels, level, grid), [0.75, 0.25, 0.75, 1.0])
+
+
+def test_auc_and_chance_adjustment():
+    assert pr.normalized_auc(np.array([0.5, 0.5, 0.5]), np.array([3, 4, 5])) == pytest.approx(0.5)
+    # trapezoid of (0, 1) over x (0, 1, 3): (0+0.5)/2*1 + (0.5+1)/2*2 = 1.75 / 3
+    assert pr.normalized_auc(np.array([0.0, 0.5, 1.0]), np.array([0, 1, 3])) == pytest.approx(1.75 / 3)
+    assert pr.chance_adjusted(0.125, 1 / 8) == pytest.approx(0.0)
+    assert pr.chance_adjusted(1.0, 1 / 8) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("k", [8, 2])
+def test_batched_probes_match_sklearn(k):
+    rng = np.random.default_rng(1)
+    m, n, f = 2, 400, 12
+    y = rng.integers(0, k, 2 * n)
+    proto = rng.normal(size=(m, k, f))
+    x = 0.6 * proto[:, y] + rng.normal(size=(m, 2 * n, f)) + 2.0  # offset: the bias must be fitted too
+    grid = np.array([1e-3, 1e-2, 1e-1])
+    probes = pr.fit_probes(x[:, :n], y[:n], k, grid, tolerance=1e-9)
+    pred = probes.predict(x[:, n:])
+    for li, l2 in enumerate(grid):
+        for mi in range(m):
+            sk = LogisticRegression(C=1 / (l2 * n), tol=1e-10, max_iter=10000).fit(x[mi, :n], y[:n])
+            ours = pr.accuracy(pred[mi, li], y[n:])
+            theirs = (sk.predict(x[mi, n:]) == y[n:]).mean()
+            assert abs(ours - theirs) <= 0.01
+            np.testing.assert_allclose(probes.weight[mi, li].numpy(), sk.coef_.T, atol=2e-3)
+
+
+def test_fit_is_deterministic_and_subsets_nested_balanced():
+    rng = np.random.default_rng(2)
+    x, y = _signal_and_noise(rng, 400, 8, 10, gain=1.0)
+    a = pr.fit_probes(x, y, 8, np.array([1e-2, 1.0]))
+    b = pr.fit_probes(x, y, 8, np.array([1e-2, 1.0]))
+    assert torch_equal(a.weight, b.weight) and torch_equal(a.bias, b.bias)
+    subsets = pr.balanced_subsets(y, [8, 16, 32], 8, seed=5)
+    assert [len(s) for s in subsets] == [8, 16, 32]
+    assert all(np.bincount(y[s], minlength=8).tolist() == [len(s) // 8] * 8 for s in subsets)
+    assert set(subsets[0]) <= set(subsets[1]) <= set(subsets[2])
+    assert all(np.array_equal(s, t) for s, t in zip(subsets, pr.balanced_subsets(y, [8, 16, 32], 8, seed=5)))
+    assert pr.feasible_sizes(y, [8, 12, 16, 10_000], 8) == [8, 16]
+
+
+def torch_equal(a, b) -> bool:
+    return bool((a == b).all())
+
+
+def test_selection_prefers_the_strength_that_generalizes():
+    rng = np.random.default_rng(3)
+    n, f = 40, 200  # few samples, many noise features: weak L2 overfits
+    y = rng.integers(0, 2, 2000)
+    x = rng.normal(size=(1, 2000, f))
+    x[0, :, 0] += 1.5 * (2 * y - 1)
+    probes, chosen = pr.fit_selected(x[:, :n], y[:n], x[:, n:1000], y[n:1000], 2, [1e-4, 1.0])
+    assert chosen.tolist() == [1.0]
+    assert pr.accuracy(probes.predict(x[:, 1000:])[:, 0], y[1000:])[0] > 0.75
+
+
+# ----------------------------------------------------------------------------- the job, on small stores
+
+ARCHS, SEEDS = ["xu_cnn", "alexnet"], [0, 1]   # xu_cnn encodes the labels, alexnet is noise, seed 1 incomplete
+
+
+def _catalog() -> Catalog:
+    base = load_catalog(profile="smoke")
+    return Catalog(base.path, base.profile, deep_merge(base.cfg, {"zoo": {"archs": ARCHS, "seeds": SEEDS}}))
+
+
+def _store(path, trial_coords: dict, space: str, feats: np.ndarray, tail: tuple[str, ...]) -> None:
+    """A store in the contract layout: feats (arch, seed, trial, *tail); seed 1 is NaN and not complete."""
+    n = feats.shape[2]
+    ds = xr.Dataset(
+        {space: (("arch", "seed", "trial", *tail), feats.astype(np.float32)),
+         "stimulus": (("trial", "y", "x"), np.zeros((n, 4, 4), np.float32)),
+         "complete": (("arch", "seed"), np.array([[True, False], [True, False]])),
+         "provenance": (("arch", "seed"), np.array([['{"sha": "a"}', ""], ['{"sha": "b"}', ""]], dtype=object))},
+        coords={"arch": np.array(ARCHS, dtype=object), "seed": SEEDS,
+                **{k: ("trial", v) for k, v in trial_coords.items()}},
+        attrs={"recipe": path.name})
+    ds.to_zarr(path, mode="w", zarr_format=3, consolidated=True)
+
+
+def _write_task_stores(root, rng) -> None:
+    # orientation: encoder (trial, unit); signal stronger in-distribution than out of it
+    splits = {"train": 256, "val": 128, "test_id": 256, "test_ood": 256}
+    split = np.concatenate([[s] * n for s, n in splits.items()]).astype(object)
+    label = np.concatenate([np.arange(n) % 8 for n in splits.values()])
+    proto = rng.normal(size=(8, 16))
+    gain = np.where(split == "test_ood", 0.5, 1.0)[:, None]
+    feats = np.full((2, 2, len(label), 16), np.nan)
+    feats[0, 0] = gain * proto[label] + rng.normal(size=(len(label), 16))
+    feats[1, 0] = rng.normal(size=(len(label), 16))
+    _store(root / "orientation_task.zarr", {"label": label, "split": split}, "encoder", feats, ("unit",))
+    # contrast: GRU final state, target evidence grows with contrast
+    grid = np.array([0, 0.01, 0.04, 0.16, 0.64, 1.0])
+    train_c = rng.uniform(0.05, 1.0, 400)
+    c = np.concatenate([train_c, rng.uniform(0.05, 1.0, 200), np.repeat(grid, 60), np.zeros(200)])
+    label = np.concatenate([rng.integers(0, 2, 600), np.ones(6 * 60, int), np.zeros(200, int)])
+    c = np.where(label == 1, c, 0.0)
+    split = np.array(["train"] * 400 + ["val"] * 200 + ["test"] * 560, dtype=object)
+    direction = rng.normal(size=32)
+    feats = np.full((2, 2, len(label), 32), np.nan)
+    feats[0, 0] = 6.0 * (label * c)[:, None] * direction + rng.normal(size=(len(label), 32))
+    feats[1, 0] = rng.normal(size=(len(label), 32))
+    _store(root / "contrast_task.zarr", {"label": label, "split": split, "contrast": c}, "gru", feats, ("hidden",))
+    # rdk: 4 chunks; only the LAST chunk's state carries the direction, scaled by coherence
+    coh_grid = np.array([0, 0.2, 0.6, 1.0])
+    coh = np.concatenate([rng.choice([0.8, 1.0], 400), rng.choice([0.8, 1.0], 100), np.repeat(coh_grid, 100)])
+    label = np.concatenate([rng.integers(0, 2, 500), np.tile([0, 1], 200)])
+    split = np.array(["train"] * 400 + ["val"] * 100 + ["test"] * 400, dtype=object)
+    feats = np.full((2, 2, len(label), 4, 32), np.nan)
+    feats[:, 0] = 50.0 * rng.normal(size=(2, len(label), 4, 32))  # large raw scale: standardization matters
+    feats[0, 0, :, -1] += 200.0 * ((2 * label - 1) * coh)[:, None] * direction
+    _store(root / "rdk_task.zarr", {"label": label, "split": split, "coherence": coh}, "gru", feats,
+           ("chunk", "hidden"))
+
+
+def test_probe_job_known_answers_and_staleness(tmp_path):
+    catalog = _catalog()
+    _write_task_stores(tmp_path, np.random.default_rng(4))
+    lines = job.run(catalog, str(tmp_path))
+    assert lines[-1].startswith("probes: wrote")
+    ds = open_analysis(str(tmp_path), "probes").load()
+    assert ds["train_size"].values.tolist() == [8, 16, 32, 64, 128, 256]  # sizes the 256-trial pool allows
+    good, noise = dict(arch="xu_cnn", seed=0), dict(arch="alexnet", seed=0)
+    assert float(ds["orientation_id"].sel(good)) > 0.9
+    assert float(ds["orientation_ood"].sel(good)) < float(ds["orientation_id"].sel(good))
+    assert abs(float(ds["orientation_id"].sel(noise)) - 1 / 8) < 0.08
+    assert abs(float(ds["orientation_auc_adj_id"].sel(noise))) < 0.1
+    assert ds["orientation_acc_id"].sel(good).values[0] < ds["orientation_acc_id"].sel(good).values[-1]
+    bacc = ds["contrast_bacc"].sel(good).values
+    assert ds["contrast"].values.tolist() == [0, 0.01, 0.04, 0.16, 0.64, 1.0]
+    assert abs(bacc[0] - 0.5) < 0.1 and bacc[-1] > 0.95
+    assert abs(float(ds["contrast_auc"].sel(noise)) - 0.5) < 0.1
+    acc = ds["rdk_acc"].sel(good).values
+    assert abs(acc[0] - 0.5) < 0.15 and acc[-1] > 0.95
+    assert abs(float(ds["rdk_auc"].sel(noise)) - 0.5) < 0.1
+    assert np.isnan(ds["orientation_ood"].sel(arch="xu_cnn", seed=1))  # incomplete -> NaN
+    assert np.isnan(ds["rdk_auc"].sel(arch="alexnet", seed=1))
+    assert job.run(catalog, str(tmp_path)) == ["probes: up to date"]
+    # a re-extracted model changes the store's ledger -> stale
+    import zarr
+
+    g = zarr.open_group(str(tmp_path / "rdk_task.zarr"), mode="r+")
+    g["provenance"][0, 0] = '{"sha": "c"}'
+    zarr.consolidate_metadata(str(tmp_path / "rdk_task.zarr"))
+    assert job.run(catalog, str(tmp_path))[-1].startswith("probes: wrote")
+
+
+def test_probe_job_without_stores_skips(tmp_path):
+    lines = job.run(_catalog(), str(tmp_path))
+    assert len(lines) == 1 and "skipped" in lines[0]
+    assert open_analysis(str(tmp_path), "probes") is None
