@@ -27,6 +27,28 @@ def _completed(url: str) -> str:
     return f"{store.complete_count()}/{len(store.archs) * len(store.seeds)} models complete"
 
 
+def _neural_scores(root: str) -> dict[tuple[str, int], str]:
+    """'test r 0.31 (62% of ceiling)' per trained model, from analysis/neural.zarr (empty when absent)."""
+    from actstore.store.analysis import open_analysis
+
+    try:
+        ds = open_analysis(root, "neural")
+    except Exception:  # status reports, it never fails on a damaged result
+        return {}
+    if ds is None:
+        return {}
+    out = {}
+    for arch in ds["arch"].values:
+        for seed in ds["seed"].values:
+            cell = ds.sel(arch=arch, seed=seed)
+            if not bool(cell["complete"]):
+                continue
+            frac = float(cell["ceiling_fraction"].mean())
+            ceiling = f" ({100 * frac:.0f}% of ceiling)" if frac == frac else ""
+            out[(str(arch), int(seed))] = f"  test r {float(cell['neural_r']):.3f}{ceiling}"
+    return out
+
+
 def human_bytes(n: float) -> str:
     """1536 -> '1.5 KiB'."""
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
@@ -43,11 +65,13 @@ def status_lines(catalog: Catalog, root: str) -> Iterator[str]:
     yield f"catalog {catalog.path} (profile {catalog.profile}); root {root}"
     data = f"{base}/{catalog['data']['path']}"
     yield f"  data      {catalog['data']['source']:<10} {'present' if fs.exists(data) else 'missing':<8} {human_bytes(_size(fs, data))}"
+    scores = _neural_scores(root)
     for arch, seed in catalog.models:
         folder = f"{base}/models/{arch}-s{seed}"
         there = fs.exists(f"{folder}/model.json")
         name = f"{arch}-s{seed}"
-        yield f"  model     {name:<18} {'present' if there else 'missing':<8} {human_bytes(_size(fs, folder))}"
+        yield (f"  model     {name:<18} {'present' if there else 'missing':<8} {human_bytes(_size(fs, folder))}"
+               + (scores.get((arch, seed), "") if there else ""))
     for name in catalog["stimuli"]:
         path = f"{base}/{name}.zarr"
         there = fs.exists(path)
