@@ -51,9 +51,9 @@ class Session:
 
 def scale_frames(movie: np.ndarray) -> np.ndarray:
     """A movie as float32 in [0, 1] by (x - min) / max(x - min) over the whole session (design 6.1)."""
-    x = np.asarray(movie, dtype=np.float32)
+    x = np.array(movie, dtype=np.float32)
     lo = x.min()
-    x = x - lo
+    x -= lo
     hi = x.max()
     if hi > 0:
         x /= hi

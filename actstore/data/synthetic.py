@@ -101,7 +101,7 @@ def render(scene: np.ndarray, view: dict[str, np.ndarray], frame_shape: tuple[in
 
 
 def draw_neurons(rng: np.random.Generator, n: int, frame_shape: tuple[int, int], c: dict) -> np.ndarray:
-    """True parameters of n cells (gain rmax_hz still 1; see calibrated_gain)."""
+    """True parameters of n cells (rmax_hz still 1: `calibrated` sets it on the session's movie)."""
     p = np.zeros(n, dtype=param_dtype(c["kernel_bins"]))
     p["neuron"] = np.arange(n)
     p["cell_type"] = np.where(rng.random(n) < c["complex_fraction"], "complex", "simple")
@@ -132,6 +132,19 @@ def draw_neurons(rng: np.random.Generator, n: int, frame_shape: tuple[int, int],
     return p
 
 
+def calibrated(params: np.ndarray, frames: np.ndarray, bin_s: float) -> tuple[np.ndarray, np.ndarray]:
+    """`params` with each rmax_hz set so the cell's mean rate on `frames` is its mean_rate_hz,
+    and the temporally filtered filter outputs (T, 2, N) of `frames` (the same for any gain)."""
+    unit = params.copy()
+    unit["r0_hz"], unit["rmax_hz"] = 0.0, 1.0
+    probe = Oracle(unit, frames.shape[1:], bin_s)
+    linear = probe.linear(frames)
+    gain = probe.rates_from_linear(linear).mean(axis=0, dtype=np.float64) / bin_s
+    out = params.copy()
+    out["rmax_hz"] = (out["mean_rate_hz"] - out["r0_hz"]) / np.maximum(gain, 1e-12)
+    return out, linear
+
+
 def noise_ceiling(session: Session, chunk: int, context: int) -> np.ndarray:
     """Per neuron, the chunked r (design 6.1) of the true rate with the counts on the test samples."""
     from actstore.train.metrics import chunked_neuron_r
@@ -158,12 +171,7 @@ def synthesize(name: str, data: dict, chunk: int) -> tuple[Session, np.ndarray]:
     view = motion(rng, n_bins, bin_s, m)
     movie = render(world(rng, tuple(m["world_px"]), m["spectrum_slope"], m["rms_contrast"]), view, shape)
     frames = scale_frames(movie)
-    params = draw_neurons(rng, syn["neurons"][name], shape, cells)
-    params["r0_hz"], r0 = 0.0, params["r0_hz"].copy()
-    linear = Oracle(params, shape, bin_s).linear(frames)
-    unit_gain = Oracle(params, shape, bin_s).rates_from_linear(linear).mean(axis=0, dtype=np.float64) / bin_s
-    params["r0_hz"] = r0
-    params["rmax_hz"] = (params["mean_rate_hz"] - r0) / np.maximum(unit_gain, 1e-12)
+    params, linear = calibrated(draw_neurons(rng, syn["neurons"][name], shape, cells), frames, bin_s)
     rates = Oracle(params, shape, bin_s).rates_from_linear(linear)
     counts = rng.poisson(rates).astype(np.float32)
     block, part = split_labels(*segment_lengths(n_bins, data["segments"], data["train_fraction"]),
