@@ -66,3 +66,10 @@ def model_grid(values: np.ndarray, models: list[tuple[str, int]], archs: list[st
     for m, (a, s) in enumerate(models):
         out[archs.index(a), seeds.index(s)] = values[m]
     return out
+
+
+def text_as_objects(ds: xr.Dataset) -> xr.Dataset:
+    """Fixed-width text variables and coords as objects, which Zarr v3 stores as its stable `string` type."""
+    names = [k for k, v in ds.variables.items() if v.dtype.kind == "U"]
+    return ds.assign_coords({k: ds[k].astype(object) for k in names if k in ds.coords}).assign(
+        {k: ds[k].astype(object) for k in names if k not in ds.coords})

@@ -12,7 +12,7 @@ import xarray as xr
 from actstore.analysis import probes as pr
 from actstore.catalog import Catalog
 from actstore.jobs.inputs import (as_json, complete_models, model_grid, open_input_store, stack_models,
-                                  store_fingerprint, up_to_date)
+                                  store_fingerprint, text_as_objects, up_to_date)
 from actstore.store.analysis import write_analysis
 
 VERSION = "probes/1"
@@ -149,5 +149,5 @@ def run(catalog: Catalog, root: str) -> list[str]:
                          else contrast(ds, models, cfg) if task == "contrast" else rdk(ds, models, cfg))
         key = {"orientation": "orientation_ood", "contrast": "contrast_auc", "rdk": "rdk_auc"}[task]
         lines.append(f"probes: {task}: {len(models)} models, {key} mean {np.mean(results[task][key]):.3f}")
-    path = write_analysis(_dataset(results, done, archs, seeds), root, "probes", as_json(inputs))
+    path = write_analysis(text_as_objects(_dataset(results, done, archs, seeds)), root, "probes", as_json(inputs))
     return [*lines, f"probes: wrote {path}"]

@@ -1,0 +1,51 @@
+"""`actstore analyze stats`: the cross-model table and pair statistics (design 6.5) -> analysis/summary.zarr
+and analysis/summary.csv (one row per arch, seed). Missing analyses read as NaN columns."""
+from __future__ import annotations
+
+import uuid
+
+import numpy as np
+
+from actstore.analysis.stats import COLUMNS, model_table, summary
+from actstore.catalog import Catalog, canonical_hash
+from actstore.jobs.inputs import as_json, text_as_objects, up_to_date
+from actstore.store.analysis import open_analysis, write_analysis
+from actstore.store.root import filesystem, join
+
+VERSION = "stats/1"
+SOURCES = ("neural", "probes", "tuning", "geometry")
+
+
+def csv_path(root: str) -> str:
+    return join(root, "analysis", "summary.csv")
+
+
+def _write_csv(text: str, root: str) -> str:
+    """Write the CSV under a temporary name, then move it into place."""
+    final = csv_path(root)
+    fs, path = filesystem(final)
+    tmp = f"{path}.{uuid.uuid4().hex[:8]}.tmp"
+    with fs.open(tmp, "w") as f:
+        f.write(text)
+    fs.mv(tmp, path)
+    return final
+
+
+def run(catalog: Catalog, root: str) -> list[str]:
+    """Build the table from whatever analyses exist; 'up to date' when its content is unchanged."""
+    archs, seeds = list(catalog["zoo"]["archs"]), list(catalog["zoo"]["seeds"])
+    found = {name: open_analysis(root, name) for name in SOURCES}
+    table = model_table(archs, seeds, **found)
+    inputs = {"version": VERSION, "archs": archs, "seeds": seeds,
+              "table": canonical_hash({c: table[c].values.tolist() for c in COLUMNS})}
+    fs, csv = filesystem(csv_path(root))
+    if up_to_date(root, "summary", inputs) and fs.exists(csv):
+        return ["stats: up to date"]
+    result = summary(table)
+    path = write_analysis(text_as_objects(result), root, "summary", as_json(inputs))
+    _write_csv(table.to_dataframe().reset_index().to_csv(index=False), root)
+    missing = [name for name, ds in found.items() if ds is None]
+    head = result["r"].sel(level="arch")
+    finite = int(np.isfinite(head.values).sum())
+    return [f"stats: {len(archs) * len(seeds)} models x {len(COLUMNS)} columns, {finite}/{head.size} pairs with r"
+            + (f"; missing: {', '.join(missing)}" if missing else ""), f"stats: wrote {path} and {csv_path(root)}"]

@@ -1,0 +1,97 @@
+"""Eigenspectra and power-law exponents: known exponents recovered from sampled data, Dask (tsqr and
+randomized) and in-memory paths agree, and the job over a small reference_clips store."""
+import dask.array as da
+import numpy as np
+import pytest
+import xarray as xr
+from scipy.stats import random_correlation
+
+from actstore.analysis.geometry import eigenspectrum, powerlaw_exponent
+from actstore.catalog import Catalog, deep_merge, load_catalog
+from actstore.jobs import geometry as job
+from actstore.store.analysis import open_analysis
+
+
+def sample_with_exponent(alpha: float, n: int, f: int, seed: int) -> np.ndarray:
+    """n Gaussian samples whose population correlation matrix (unit diagonal, so standardizing is a
+    no-op in expectation) has eigenvalues proportional to rank^-alpha."""
+    rng = np.random.default_rng(seed)
+    lam = np.arange(1, f + 1, dtype=np.float64) ** -alpha
+    corr = random_correlation.rvs(lam * f / lam.sum(), random_state=rng)
+    w, v = np.linalg.eigh(corr)
+    return rng.standard_normal((n, f)) @ (v * np.sqrt(np.clip(w, 0, None))) @ v.T
+
+
+@pytest.mark.parametrize("alpha", [0.8, 1.0, 1.5])
+def test_known_exponents_recovered(alpha):
+    x = sample_with_exponent(alpha, 5000, 512, seed=int(alpha * 10))
+    spectrum = eigenspectrum(x, n_components=256)
+    assert spectrum.shape == (256,) and np.all(np.diff(spectrum) <= 0)
+    assert abs(powerlaw_exponent(spectrum, (20, 200)) - alpha) < 0.05
+    lazy = da.from_array(x, chunks=(1000, 128))
+    np.testing.assert_allclose(eigenspectrum(lazy, n_components=256), spectrum, rtol=1e-8)
+
+
+def test_randomized_path_and_xarray_input_agree():
+    x = sample_with_exponent(1.0, 3000, 300, seed=7)
+    exact = eigenspectrum(x, n_components=100)
+    arr = xr.DataArray(da.from_array(x, chunks=(500, 300)), dims=("trial", "hidden"))
+    randomized = eigenspectrum(arr, n_components=100, exact_max_features=0, power_iterations=4)
+    np.testing.assert_allclose(randomized[:50], exact[:50], rtol=0.03)
+    assert abs(powerlaw_exponent(randomized, (5, 50)) - powerlaw_exponent(exact, (5, 50))) < 0.05
+    np.testing.assert_allclose(eigenspectrum(xr.DataArray(x, dims=("a", "b")), 100), exact, rtol=1e-10)
+
+
+def test_powerlaw_exponent_rank_window_and_edge_cases():
+    spectrum = 3.0 * np.arange(1, 301, dtype=float) ** -1.2
+    spectrum[:19] = 100.0  # outside the window: ignored
+    assert powerlaw_exponent(spectrum, (20, 200)) == pytest.approx(1.2)
+    assert powerlaw_exponent(spectrum[:60], (20, 200)) == pytest.approx(1.2)  # capped by length
+    assert np.isnan(powerlaw_exponent(spectrum[:20], (20, 200)))  # one point
+    assert powerlaw_exponent(xr.DataArray(spectrum), (20, 200)) == pytest.approx(1.2)
+
+
+def test_standardization_and_component_cap():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(40, 10)) * np.arange(1, 11) * 100  # wildly different feature scales
+    x[:, 3] = 5.0  # a constant feature contributes nothing, without dividing by zero
+    spec = eigenspectrum(x, n_components=256)
+    assert spec.shape == (10,)  # min(256, features, samples - 1)
+    assert spec.sum() == pytest.approx(9.0)  # trace of the correlation matrix of 9 varying features
+    assert eigenspectrum(x[:5], n_components=256).shape == (4,)
+
+
+# ----------------------------------------------------------------------------- the job
+
+ARCHS, SEEDS = ["xu_cnn", "alexnet"], [0, 1]
+TRUE = {"xu_cnn": 0.9, "alexnet": 1.4}
+
+
+def test_geometry_job(tmp_path):
+    base = load_catalog(profile="smoke")
+    catalog = Catalog(base.path, base.profile, deep_merge(base.cfg, {
+        "zoo": {"archs": ARCHS, "seeds": SEEDS},
+        "analysis": {"geometry": {"n_components": 64, "ranks": [5, 50]}}}))
+    n, h, d = 2000, 96, 64
+    gru = np.full((2, 2, n, h), np.nan, np.float32)
+    enc = np.full((2, 2, n, 5, d), np.nan, np.float32)
+    for i, arch in enumerate(ARCHS):
+        gru[i, 0] = sample_with_exponent(TRUE[arch], n, h, seed=i)
+        enc[i, 0] = np.random.default_rng(i).normal(size=(n, 5, d))  # earlier frames: white
+        enc[i, 0, :, -1] = sample_with_exponent(TRUE[arch] + 0.3, n, d, seed=10 + i)  # the last frame counts
+    ds = xr.Dataset(
+        {"gru": (("arch", "seed", "trial", "hidden"), gru),
+         "encoder": (("arch", "seed", "trial", "frame", "unit"), enc),
+         "complete": (("arch", "seed"), np.array([[True, False], [True, False]]))},
+        coords={"arch": np.array(ARCHS, dtype=object), "seed": SEEDS}).chunk({"trial": 500})
+    ds.to_zarr(tmp_path / "reference_clips.zarr", mode="w", zarr_format=3, consolidated=True)
+    lines = job.run(catalog, str(tmp_path))
+    assert lines[-1].startswith("geometry: wrote")
+    out = open_analysis(str(tmp_path), "geometry").load()
+    for arch in ARCHS:
+        assert abs(float(out["alpha_gru"].sel(arch=arch, seed=0)) - TRUE[arch]) < 0.1
+        assert abs(float(out["alpha_encoder"].sel(arch=arch, seed=0)) - TRUE[arch] - 0.3) < 0.1
+    assert np.isnan(out["alpha_gru"].sel(arch="xu_cnn", seed=1))
+    assert out["eigenvalues"].sizes["rank"] == 64
+    assert np.isfinite(out["eigenvalues"].sel(seed=0).values).all()
+    assert job.run(catalog, str(tmp_path)) == ["geometry: up to date"]
