@@ -1,0 +1,102 @@
+"""Cross-model statistics: hand-worked medians, means/SDs and trends; missing inputs give NaN, not errors;
+the job writes summary.zarr + summary.csv and is up to date when nothing changed."""
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+from scipy.stats import pearsonr
+
+from actstore.analysis import stats
+from actstore.catalog import Catalog, deep_merge, load_catalog
+from actstore.jobs import stats as job
+from actstore.store.analysis import open_analysis, write_analysis
+
+ARCHS, SEEDS = ["xu_cnn", "alexnet", "resnet18", "mobilenet_v2"], [0, 1]
+
+
+def _grid(values) -> xr.DataArray:
+    return xr.DataArray(np.asarray(values, dtype=float), coords={"arch": np.array(ARCHS, dtype=object), "seed": SEEDS},
+                        dims=("arch", "seed"))
+
+
+def test_tuning_medians_use_qc_passing_units_only():
+    gosi = np.array([[[0.1, 0.2, 0.9, 0.5]]])
+    qc = np.array([[[True, True, False, True]]])
+    ds = xr.Dataset({"gosi": (("arch", "seed", "unit"), gosi), "qc_orientation": (("arch", "seed", "unit"), qc),
+                     "nr_c50": (("arch", "seed", "unit"), gosi), "qc_contrast": (("arch", "seed", "unit"), ~qc)},
+                    coords={"arch": ["a"], "seed": [0]})
+    med = stats.tuning_medians(ds)
+    assert float(med["gosi_median"].item()) == pytest.approx(0.2)   # median of 0.1, 0.2, 0.5
+    assert float(med["c50_median"].item()) == pytest.approx(0.9)    # only the unit failing orientation QC
+    assert "f1f0_median" not in med                                  # absent variables are skipped
+
+
+def test_table_with_missing_inputs_is_nan_not_error():
+    neural = xr.Dataset({"neural_r": _grid(np.arange(8).reshape(4, 2))}).isel(arch=slice(0, 3))
+    table = stats.model_table(ARCHS, SEEDS, neural=neural)
+    assert list(table.data_vars) == list(stats.COLUMNS)
+    assert table["neural_r"].sel(arch="alexnet", seed=1) == 3
+    assert np.isnan(table["neural_r"].sel(arch="mobilenet_v2")).all()   # model not in the input
+    assert np.isnan(table["rdk_auc"]).all()                              # input absent
+    result = stats.summary(table)
+    assert np.isnan(result["r"]).all()                                   # no pair has 3 points with both sides
+
+
+def test_arch_means_and_sd_hand_worked():
+    table = stats.model_table(ARCHS, SEEDS, neural=xr.Dataset({"neural_r": _grid([[1, 3], [2, 2], [0, 4], [5, np.nan]])}))
+    out = stats.arch_summary(table)
+    np.testing.assert_allclose(out["neural_r_mean"].values, [2, 2, 2, 5])
+    np.testing.assert_allclose(out["neural_r_sd"].values, [np.sqrt(2), 0, np.sqrt(8), np.nan])
+
+
+def test_trend_known_line_and_degenerate_cases():
+    x = np.array([0.1, 0.2, 0.4, 0.5, np.nan])
+    got = stats.trend(x, 2 * x + 1)
+    assert got["r"] == pytest.approx(1.0) and got["slope"] == pytest.approx(2) and got["intercept"] == pytest.approx(1)
+    assert got["n"] == 4
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=10), rng.normal(size=10)
+    r, p = pearsonr(a, b)
+    got = stats.trend(a, b)
+    assert got["r"] == pytest.approx(r) and got["p"] == pytest.approx(p)
+    assert got["slope"] == pytest.approx(np.polyfit(a, b, 1)[0])
+    assert np.isnan(stats.trend(a[:2], b[:2])["r"])           # fewer than 3 models
+    assert np.isnan(stats.trend(a, np.ones(10))["r"])         # constant side
+
+
+def test_pairs_cover_the_predefined_relationships():
+    pairs = stats.pairs()
+    assert ("neural_r", "orientation_ood") in pairs and ("neural_r", "alpha_gru") in pairs
+    assert ("alpha_gru", "rdk_auc") in pairs and ("c50_median", "contrast_auc") in pairs
+    assert ("neural_r", "gosi_median") in pairs
+    assert len(pairs) == 3 + 4 + 1 + 3 + 12 and len(set(pairs)) == len(pairs)
+
+
+def _catalog() -> Catalog:
+    base = load_catalog(profile="smoke")
+    return Catalog(base.path, base.profile, deep_merge(base.cfg, {"zoo": {"archs": ARCHS, "seeds": SEEDS}}))
+
+
+def test_stats_job_table_csv_and_staleness(tmp_path):
+    root = str(tmp_path)
+    catalog = _catalog()
+    lines = job.run(catalog, root)                       # nothing exists yet: all NaN, no exception
+    assert "missing: neural, probes, tuning, geometry" in lines[0]
+    r = _grid([[0.1, 0.2], [0.3, 0.35], [0.5, 0.45], [0.7, 0.8]])
+    write_analysis(xr.Dataset({"neural_r": r}), root, "neural", {"v": 1})
+    write_analysis(xr.Dataset({"orientation_ood": 0.5 * r + 0.1, "contrast_auc": -r + 1}), root, "probes", {"v": 1})
+    assert job.run(catalog, root)[-1].startswith("stats: wrote")
+    csv = pd.read_csv(tmp_path / "analysis" / "summary.csv")
+    assert len(csv) == 8 and list(csv.columns[:3]) == ["arch", "seed", "neural_r"]
+    assert csv.set_index(["arch", "seed"]).loc[("alexnet", 1), "orientation_ood"] == pytest.approx(0.275)
+    out = open_analysis(root, "summary").load()
+    head = out.sel(level="arch", pair="neural_r vs orientation_ood")
+    assert float(head["r"]) == pytest.approx(1.0) and float(head["slope"]) == pytest.approx(0.5)
+    assert float(head["n"]) == 4
+    assert float(out["r"].sel(level="model", pair="neural_r vs contrast_auc")) == pytest.approx(-1.0)
+    assert float(out["n"].sel(level="model", pair="neural_r vs contrast_auc")) == 8
+    assert np.isnan(out["r"].sel(level="arch", pair="neural_r vs rdk_auc"))
+    assert out["neural_r_sd"].sel(arch="xu_cnn") == pytest.approx(np.std([0.1, 0.2], ddof=1))
+    assert job.run(catalog, root) == ["stats: up to date"]
+    (tmp_path / "analysis" / "summary.csv").unlink()
+    assert job.run(catalog, root)[-1].startswith("stats: wrote")  # a lost CSV is rewritten
