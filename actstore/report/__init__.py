@@ -1,1 +1,280 @@
-"""actstore.report."""
+"""`actstore report`: the study's figures and `<root>/report/index.html`, built from the analysis outputs.
+
+The report is up to date (nothing is redrawn) while the analyses' recorded inputs and the ground
+truth's inputs are unchanged. It is built in a temporary folder and moved into place whole, so a
+killed run never leaves a half report. Missing inputs become notes in the page, never errors.
+"""
+from __future__ import annotations
+
+import io
+import json
+import time
+import uuid
+from typing import TYPE_CHECKING, Any, Callable
+
+import numpy as np
+
+from actstore.catalog import Catalog, canonical_hash
+from actstore.store.root import filesystem, join
+
+if TYPE_CHECKING:
+    import xarray as xr
+    from matplotlib.figure import Figure
+
+    from actstore.report.html import Section
+
+VERSION = "report/1"
+ANALYSES = ("neural", "tuning", "probes", "geometry", "summary")
+INPUTS_FILE = "inputs.json"
+DPI = 110
+
+
+def report_path(root: str) -> str:
+    return join(root, "report")
+
+
+def report_inputs(catalog: Catalog, root: str) -> dict[str, Any]:
+    """Everything the report is drawn from: each analysis' recorded inputs and the ground truth's inputs."""
+    from actstore.report.oracle import oracle_inputs
+    from actstore.store.analysis import analysis_inputs
+
+    inputs = {"version": VERSION, "zoo": [catalog["zoo"]["archs"], catalog["zoo"]["seeds"]],
+              "analyses": {name: analysis_inputs(root, name) for name in ANALYSES},
+              "oracle": oracle_inputs(catalog, root)}
+    return json.loads(json.dumps(inputs, default=str))
+
+
+def _missing(name: str, command: str) -> str:
+    return f"analysis/{name}.zarr not found: run `actstore {command}` to draw this."
+
+
+def _has(ds: xr.Dataset | None, *names: str) -> bool:
+    """True when every named variable is present and holds at least one finite value."""
+    return ds is not None and all(n in ds and bool(np.isfinite(ds[n].values.astype(float)).any()) for n in names)
+
+
+def _neural(found: dict, sections: list, figures: dict) -> None:
+    from actstore.report import figures as fg
+    from actstore.report.html import Section
+
+    ds = found["neural"]
+    s = Section("neural", "Neural prediction per architecture",
+                "Per-neuron Pearson r between predicted and recorded spike counts on the test split, inside "
+                "non-overlapping chunks, averaged over chunks, neurons and mice. Bars: mean over seeds (error bar "
+                "SD), dots: seeds. Right: the same score as a fraction of the noise ceiling (the true rates' r).")
+    if ds is None:
+        s.notes.append(_missing("neural", "train"))
+    elif not _has(ds, "neural_r"):
+        s.notes.append("No trained model has a neural-prediction score yet.")
+    else:
+        if not _has(ds, "ceiling_fraction"):
+            s.notes.append("No noise ceiling is known for these recordings; only r is shown.")
+        figures[s.key] = fg.neural_prediction(ds)
+    sections.append(s)
+
+
+def _probes(found: dict, sections: list, figures: dict) -> None:
+    from actstore.report import figures as fg
+    from actstore.report.html import Section
+
+    ds = found["probes"]
+    specs = [
+        (Section("orientation", "Orientation probe: accuracy against training size",
+                 "Linear 8-way orientation readout of the encoder output (one frame), trained on class-balanced "
+                 "subsets; L2 chosen on validation. Lines: mean over seeds (band SD); dashed: chance."),
+         ("orientation_acc_id", "orientation_acc_ood"), fg.orientation_curves),
+        (Section("contrast", "Contrast detection: balanced accuracy against contrast",
+                 "Linear readout of the GRU state detecting a flashed Gabor in noise; balanced accuracy per test "
+                 "contrast (hit rate at that contrast and correct rejections of blanks). Mean over seeds, band SD."),
+         ("contrast_bacc",), fg.contrast_curves),
+        (Section("rdk", "Motion: accuracy against coherence",
+                 "Linear left/right readout of the last chunk's GRU state for random-dot kinematograms, trained on "
+                 "high coherence, tested over the coherence grid. Mean over seeds, band SD; dashed: chance."),
+         ("rdk_acc",), fg.coherence_curves),
+    ]
+    for section, needs, draw in specs:
+        if ds is None:
+            section.notes.append(_missing("probes", "analyze probes"))
+        elif not _has(ds, *needs):
+            section.notes.append(f"analysis/probes.zarr holds no {section.key} results "
+                                 f"(its task store was missing or had no complete model).")
+        else:
+            figures[section.key] = draw(ds)
+        sections.append(section)
+
+
+def _tuning(found: dict, sections: list, figures: dict) -> None:
+    from actstore.report import figures as fg
+    from actstore.report.html import Section
+
+    ds = found["tuning"]
+    s = Section("tuning", "Tuning of encoder units",
+                "Static full-field gratings: global orientation selectivity (gOSI), phase modulation (F1/F0), "
+                "preferred spatial frequency and Naka-Rushton c50, over the units passing each metric's QC, "
+                "seeds pooled. Box: quartiles; dots: units.")
+    if ds is None:
+        s.notes.append(_missing("tuning", "analyze tuning"))
+    else:
+        ds = ds.compute()
+        empty = [var for var, qc, _, _ in fg.TUNING_PANELS if not bool(ds[qc].any())]
+        if len(empty) == len(fg.TUNING_PANELS):
+            s.notes.append("No unit passes QC for any metric: nothing to draw.")
+        else:
+            if empty:
+                s.notes.append(f"No unit passes QC for: {', '.join(empty)}.")
+            figures[s.key] = fg.tuning_distributions(ds)
+    sections.append(s)
+
+
+def _geometry(found: dict, sections: list, figures: dict) -> None:
+    from actstore.report import figures as fg
+    from actstore.report.html import Section
+
+    ds = found["geometry"]
+    s = Section("geometry", "Population geometry: eigenspectra",
+                "PCA eigenspectra of the standardized GRU final state and encoder output over the reference clips, "
+                "one line per model; dashed: the fitted power law lambda ~ rank^-alpha over the shaded rank window.")
+    if ds is None:
+        s.notes.append(_missing("geometry", "analyze geometry"))
+    elif not _has(ds, "eigenvalues"):
+        s.notes.append("analysis/geometry.zarr holds no spectra.")
+    else:
+        figures[s.key] = fg.eigenspectra(ds.compute())
+    sections.append(s)
+
+
+def _scatters(found: dict, sections: list, figures: dict) -> None:
+    from actstore.analysis.stats import GROUPS, PAIR_GROUPS
+    from actstore.report import figures as fg
+    from actstore.report.html import Section
+
+    ds = found["summary"]
+    ds = ds.compute() if ds is not None else None
+    for gx, gy in PAIR_GROUPS:
+        pairs = [(x, y) for x in GROUPS[gx] for y in GROUPS[gy]]
+        s = Section(f"scatter-{gx}-{gy}", f"Cross-model: {gx} vs {gy}",
+                    "Architecture means (error bars: SD over seeds); line: OLS trend over architecture means; "
+                    "Pearson r and p over architecture means.")
+        if ds is None:
+            s.notes.append(_missing("summary", "analyze stats"))
+        elif not any(_has(ds, x, y) for x, y in pairs):
+            s.notes.append(f"No architecture has both values for any {gx} vs {gy} pair.")
+        else:
+            stats = ds[["r", "p", "slope", "intercept", "n"]].sel(level="arch")
+            undefined = [f"{x} vs {y}" for x, y in pairs if not np.isfinite(stats["r"].sel(pair=f"{x} vs {y}"))]
+            if undefined:
+                s.notes.append(f"r is undefined for {len(undefined)} of {len(pairs)} pairs (fewer than 3 "
+                               f"architectures with both values, or a constant column): {', '.join(undefined)}.")
+            figures[s.key] = fg.cross_model_scatter(ds, stats, pairs, f"{gx.capitalize()} vs {gy}")
+        sections.append(s)
+
+
+def _table(found: dict, sections: list, figures: dict) -> None:
+    from actstore.analysis.stats import COLUMNS
+    from actstore.report.figures import COLUMN_LABELS
+    from actstore.report.html import Section, results_table
+
+    ds = found["summary"]
+    s = Section("results", "Results table",
+                "Mean +- SD over seeds per architecture (SD blank with one seed); tuning columns are medians over "
+                "QC-passing units. Per-model values: analysis/summary.csv.")
+    if ds is None:
+        s.notes.append(_missing("summary", "analyze stats"))
+    else:
+        ds = ds.compute()
+        empty = [c for c in COLUMNS if not _has(ds, c)]
+        if empty:
+            s.notes.append(f"No values yet for: {', '.join(empty)}.")
+        s.html = results_table(ds, list(COLUMNS), COLUMN_LABELS)
+    sections.append(s)
+
+
+def _oracle(catalog: Catalog, root: str, sections: list, figures: dict) -> None:
+    from actstore.errors import UserError
+    from actstore.report import figures as fg
+    from actstore.report.html import Section
+    from actstore.report.oracle import oracle_inputs, oracle_tuning
+
+    s = Section("ground-truth", "Ground truth: tuning recovered from the synthetic mouse",
+                "The reference session's true neurons (the oracle) shown the catalog's tuning_grid gratings and "
+                "measured with the same tuning assay as the twins' units: recovered vs true preferred orientation "
+                "and spatial frequency (QC-passing neurons; dashed: identity), and F1/F0 by true cell type "
+                "(simple cells are phase-modulated, F1/F0 > 1; complex cells are not).")
+    if oracle_inputs(catalog, root) is None:
+        s.notes.append("Only the synthetic mouse has ground truth (catalog data.source: synthetic, prepared data).")
+    else:
+        try:
+            measured, truth = oracle_tuning(catalog, root)
+        except UserError as e:
+            s.notes.append(f"Ground truth unavailable: {e}")
+        else:
+            figures[s.key] = fg.oracle_recovery(measured, truth)
+    sections.append(s)
+
+
+def report_content(catalog: Catalog, root: str) -> tuple[list[Section], dict[str, Figure]]:
+    """The report's sections, in page order, and their figures by section key (drawn, not yet saved)."""
+    from actstore.store.analysis import open_analysis
+
+    found = {name: open_analysis(root, name) for name in ANALYSES}
+    sections: list[Section] = []
+    figures: dict[str, Figure] = {}
+    builders: list[Callable[[dict, list, dict], None]] = [_neural, _probes, _tuning, _geometry, _scatters, _table]
+    for build in builders:
+        build(found, sections, figures)
+    _oracle(catalog, root, sections, figures)
+    return sections, figures
+
+
+def _write(fs, path: str, data: bytes) -> None:
+    with fs.open(path, "wb") as f:
+        f.write(data)
+
+
+def _png(fig: Figure) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=DPI)
+    return buf.getvalue()
+
+
+def _up_to_date(fs, folder: str, inputs: dict) -> bool:
+    index, record = f"{folder}/index.html", f"{folder}/{INPUTS_FILE}"
+    if not (fs.exists(index) and fs.exists(record)):
+        return False
+    with fs.open(record, "r") as f:
+        return json.load(f) == inputs
+
+
+def build_report(catalog: Catalog, root: str) -> list[str]:
+    """Draw every figure and write <root>/report/index.html (atomically); 'up to date' when nothing it
+    is drawn from has changed. Returns summary lines; the last names the index.html path."""
+    from actstore.report.html import page
+
+    final = report_path(root)
+    index = join(final, "index.html")
+    fs, final_path = filesystem(final)
+    inputs = report_inputs(catalog, root)
+    if _up_to_date(fs, final_path, inputs):
+        return [f"report: up to date ({index})"]
+    sections, figures = report_content(catalog, root)
+    _, tmp = filesystem(join(root, f".report.{uuid.uuid4().hex[:8]}.tmp"))
+    fs.makedirs(tmp, exist_ok=True)
+    for section in sections:
+        if section.key in figures:
+            section.image = f"{section.key}.png"
+            _write(fs, f"{tmp}/{section.image}", _png(figures[section.key]))
+    meta = [f"catalog: {catalog.path} (profile {catalog.profile}); root: {root}",
+            f"models: {len(catalog.models)} ({len(catalog['zoo']['archs'])} architectures x "
+            f"{len(catalog['zoo']['seeds'])} seeds); inputs {canonical_hash(inputs)[:12]}",
+            f"generated {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}"]
+    _write(fs, f"{tmp}/index.html", page(f"actstore report: {catalog['name']}", meta, sections).encode())
+    _write(fs, f"{tmp}/{INPUTS_FILE}", json.dumps(inputs, indent=1, sort_keys=True).encode())
+    old = None
+    if fs.exists(final_path):
+        old = f"{tmp}.old"
+        fs.mv(final_path, old, recursive=True)
+    fs.mv(tmp, final_path, recursive=True)
+    if old is not None:
+        fs.rm(old, recursive=True)
+    notes = sum(len(s.notes) for s in sections)
+    return [f"report: {len(figures)} figures, {len(sections)} sections, {notes} notes", f"report: wrote {index}"]

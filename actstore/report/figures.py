@@ -1,0 +1,320 @@
+"""The report's figures: each function takes xarray/pandas results and returns a matplotlib Figure.
+
+Figures are built object-oriented on an Agg canvas (no pyplot, no global state), so they never
+touch an interactive backend and can be checked (labels, data) before they are saved.
+Architectures keep one colour across every figure; models without results (NaN) are left out.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+import xarray as xr
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+# Axis labels (with units) of the cross-model table's columns (actstore.analysis.stats.COLUMNS).
+COLUMN_LABELS = {
+    "neural_r": "neural prediction (test r)",
+    "orientation_ood": "orientation accuracy, OOD (fraction correct)",
+    "contrast_auc": "contrast detection AUC (normalized, 0-1)",
+    "rdk_auc": "motion (RDK) AUC (normalized, 0-1)",
+    "gosi_median": "median gOSI (0-1)",
+    "f1f0_median": "median F1/F0 (ratio)",
+    "c50_median": "median c50 (grating contrast)",
+    "pref_sf_median": "median preferred SF (cycles/px)",
+    "alpha_gru": "GRU power-law exponent alpha",
+}
+# Tuning distributions: (variable, QC flag, axis label, log scale)
+TUNING_PANELS = (
+    ("gosi", "qc_orientation", "gOSI (0-1)", False),
+    ("f1f0", "qc_phase", "F1/F0 (ratio)", False),
+    ("pref_sf", "qc_sf", "preferred SF (cycles/px)", True),
+    ("nr_c50", "qc_contrast", "c50 (grating contrast)", True),
+)
+ACC_LABEL = "accuracy (fraction correct)"
+
+
+def figure(nrows: int = 1, ncols: int = 1, width: float = 4.2, height: float = 3.4) -> tuple[Figure, np.ndarray]:
+    """A Figure on an Agg canvas with a grid of Axes (always a 2-D array), sized per panel."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width * ncols, height * nrows), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(nrows, ncols, squeeze=False)
+    return fig, axes
+
+
+def arch_colors(archs: list[str]) -> dict[str, tuple]:
+    """One fixed colour per architecture (tab10 in zoo order)."""
+    from matplotlib import colormaps
+
+    cmap = colormaps["tab10"]
+    return {a: cmap(i % 10) for i, a in enumerate(archs)}
+
+
+def _archs(da: xr.DataArray) -> list[str]:
+    """The architectures with at least one finite value in `da`, in coordinate order."""
+    finite = np.isfinite(da.astype(np.float64)).any([d for d in da.dims if d != "arch"])
+    return [str(a) for a, ok in zip(da["arch"].values, finite.values) if ok]
+
+
+def _mean_sd(da: xr.DataArray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and SD (ddof 1, 0 with one seed) over `seed`, ignoring models without results."""
+    values = np.asarray(da.transpose("seed", ...).values, dtype=np.float64)
+    n = np.isfinite(values).sum(0)
+    mean = np.nansum(values, 0) / np.maximum(n, 1)
+    sq = np.nansum((values - mean) ** 2, 0)
+    sd = np.sqrt(sq / np.maximum(n - 1, 1))
+    return np.where(n > 0, mean, np.nan), np.where(n > 1, sd, 0.0)
+
+
+def neural_prediction(neural: xr.Dataset) -> Figure:
+    """Neural prediction per architecture (bars = mean over seeds +- SD, dots = seeds), and the fraction
+    of the noise ceiling beside it where a ceiling is known."""
+    archs = _archs(neural["neural_r"])
+    fraction = neural["ceiling_fraction"].mean("mouse") if "ceiling_fraction" in neural else None
+    panels = [("neural_r", "neural prediction (test r, mean over neurons and mice)")]
+    if fraction is not None and np.isfinite(fraction.values).any():
+        panels.append(("fraction", "fraction of the noise ceiling"))
+    colors = arch_colors([str(a) for a in neural["arch"].values])
+    fig, axes = figure(1, len(panels), width=max(4.2, 0.7 * len(archs) + 1.5), height=3.8)
+    for ax, (name, label) in zip(axes[0], panels):
+        da = (neural["neural_r"] if name == "neural_r" else fraction).sel(arch=archs)
+        mean, sd = _mean_sd(da)
+        x = np.arange(len(archs))
+        ax.bar(x, mean, yerr=sd, color=[colors[a] for a in archs], alpha=0.8, capsize=3)
+        for i, arch in enumerate(archs):
+            seeds = np.asarray(da.sel(arch=arch).values, dtype=np.float64)
+            ax.plot(np.full(seeds.shape, i), seeds, "o", color="k", ms=3)
+        if name == "fraction":
+            ax.axhline(1.0, color="grey", ls="--", lw=1)
+        ax.set_xticks(x, archs, rotation=35, ha="right")
+        ax.set_xlabel("architecture")
+        ax.set_ylabel(label)
+        ax.set_title("Neural prediction" if name == "neural_r" else "Prediction / noise ceiling")
+    return fig
+
+
+def _curve_panel(ax: Axes, da: xr.DataArray, level: str, x: np.ndarray, colors: dict[str, tuple]) -> None:
+    """One line per architecture over `level` (mean over seeds, band = +- SD)."""
+    for arch in _archs(da):
+        mean, sd = _mean_sd(da.sel(arch=arch).transpose("seed", level))
+        ax.plot(x, mean, "o-", color=colors[arch], label=arch, ms=3)
+        if np.any(sd > 0):
+            ax.fill_between(x, mean - sd, mean + sd, color=colors[arch], alpha=0.15, lw=0)
+
+
+def orientation_curves(probes: xr.Dataset) -> Figure:
+    """Orientation-probe accuracy against training-set size, in distribution and out of distribution."""
+    colors = arch_colors([str(a) for a in probes["arch"].values])
+    sizes = probes["train_size"].values.astype(float)
+    chance = float(probes.attrs.get("orientation_chance", np.nan))
+    fig, axes = figure(1, 2, height=3.8)
+    for ax, test, title in zip(axes[0], ("id", "ood"), ("In distribution", "Out of distribution")):
+        _curve_panel(ax, probes[f"orientation_acc_{test}"], "train_size", sizes, colors)
+        if np.isfinite(chance):
+            ax.axhline(chance, color="grey", ls="--", lw=1, label="chance")
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("training set size (images, class-balanced)")
+        ax.set_ylabel(ACC_LABEL)
+        ax.set_title(f"Orientation (8-way): {title}")
+    axes[0, -1].legend(fontsize=7, loc="best")
+    return fig
+
+
+def contrast_curves(probes: xr.Dataset) -> Figure:
+    """Contrast-detection balanced accuracy against target contrast (grid points evenly spaced, as the AUC)."""
+    colors = arch_colors([str(a) for a in probes["arch"].values])
+    grid = probes["contrast"].values.astype(float)
+    fig, axes = figure(1, 1, width=5.2, height=3.8)
+    ax = axes[0, 0]
+    _curve_panel(ax, probes["contrast_bacc"], "contrast", np.arange(len(grid)), colors)
+    ax.axhline(0.5, color="grey", ls="--", lw=1, label="chance")
+    ax.set_xticks(np.arange(len(grid)), [f"{c:g}" for c in grid])
+    ax.set_xlabel("target contrast (Michelson, 0-1; evenly spaced grid)")
+    ax.set_ylabel("balanced accuracy (fraction)")
+    ax.set_title("Dynamic contrast detection (GRU state)")
+    ax.legend(fontsize=7, loc="best")
+    return fig
+
+
+def coherence_curves(probes: xr.Dataset) -> Figure:
+    """Left/right motion accuracy against random-dot coherence."""
+    colors = arch_colors([str(a) for a in probes["arch"].values])
+    fig, axes = figure(1, 1, width=5.2, height=3.8)
+    ax = axes[0, 0]
+    _curve_panel(ax, probes["rdk_acc"], "coherence", probes["coherence"].values.astype(float), colors)
+    ax.axhline(0.5, color="grey", ls="--", lw=1, label="chance")
+    ax.set_xlabel("motion coherence (fraction of signal dots)")
+    ax.set_ylabel(ACC_LABEL)
+    ax.set_title("Random-dot motion direction (GRU state)")
+    ax.legend(fontsize=7, loc="best")
+    return fig
+
+
+def tuning_distributions(tuning: xr.Dataset) -> Figure:
+    """gOSI, F1/F0, preferred SF and c50 per architecture over QC-passing units (all seeds pooled):
+    box = quartiles, whiskers 1.5 IQR, dots = units; n under each architecture."""
+    archs = [str(a) for a in tuning["arch"].values if bool(tuning["complete"].sel(arch=a).any())] \
+        if "complete" in tuning else [str(a) for a in tuning["arch"].values]
+    colors = arch_colors([str(a) for a in tuning["arch"].values])
+    fig, axes = figure(2, 2, width=max(4.2, 0.6 * len(archs) + 1.8), height=3.6)
+    rng = np.random.default_rng(0)
+    for ax, (var, qc, label, log) in zip(axes.ravel(), TUNING_PANELS):
+        groups = []
+        for arch in archs:
+            v = tuning[var].sel(arch=arch).values.ravel()
+            keep = tuning[qc].sel(arch=arch).values.ravel().astype(bool) & np.isfinite(v)
+            groups.append(v[keep] if not log else v[keep & (v > 0)])
+        x = np.arange(len(archs))
+        filled = [i for i, g in enumerate(groups) if len(g)]
+        if filled:
+            ax.boxplot([groups[i] for i in filled], positions=x[filled], widths=0.6, showfliers=False,
+                       medianprops={"color": "k"})
+        for i, g in enumerate(groups):
+            ax.plot(i + rng.uniform(-0.18, 0.18, len(g)), g, "o", ms=2.5, alpha=0.5, color=colors[archs[i]])
+        if log:
+            ax.set_yscale("log")
+        ax.set_xticks(x, [f"{a}\n(n={len(g)})" for a, g in zip(archs, groups)], rotation=35, ha="right", fontsize=8)
+        ax.set_xlim(-0.6, len(archs) - 0.4)
+        ax.set_xlabel("architecture (QC-passing units)")
+        ax.set_ylabel(label)
+        ax.set_title(label.split(" (")[0])
+    fig.suptitle("Encoder-unit tuning (static gratings)")
+    return fig
+
+
+def eigenspectra(geometry: xr.Dataset) -> Figure:
+    """PCA eigenspectra of the GRU state and encoder output per model (log-log), each with its fitted power
+    law (dashed) over the fit window (shaded); legend gives alpha per architecture (mean over seeds)."""
+    colors = arch_colors([str(a) for a in geometry["arch"].values])
+    lo, hi = (int(r) for r in geometry.attrs.get("ranks", (20, 200)))
+    spaces = [str(s) for s in geometry["space"].values]
+    fig, axes = figure(1, len(spaces), width=4.8, height=4.0)
+    rank = geometry["rank"].values.astype(float)
+    for ax, space in zip(axes[0], spaces):
+        alpha = geometry[f"alpha_{space}"]
+        for arch in _archs(geometry["eigenvalues"].sel(space=space)):
+            a_mean = float(np.nanmean(alpha.sel(arch=arch).values))
+            label = f"{arch} (alpha={a_mean:.2f})"
+            for seed in geometry["seed"].values:
+                lam = geometry["eigenvalues"].sel(space=space, arch=arch, seed=seed).values.astype(float)
+                a = float(alpha.sel(arch=arch, seed=seed))
+                ok = np.isfinite(lam) & (lam > 0)
+                if not ok.any():
+                    continue
+                ax.plot(rank[ok], lam[ok], color=colors[arch], lw=1.2, label=label)
+                label = None
+                window = ok & (rank >= lo) & (rank <= hi)
+                if np.isfinite(a) and window.sum() >= 2:
+                    # the OLS line of ln lambda on ln rank with slope -alpha passes through the window's mean point
+                    c = np.mean(np.log(lam[window]) + a * np.log(rank[window]))
+                    r = rank[window]
+                    ax.plot(r, np.exp(c - a * np.log(r)), "--", color=colors[arch], lw=1)
+        ax.axvspan(lo, min(hi, rank[-1]), color="grey", alpha=0.1, lw=0)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("PC rank")
+        ax.set_ylabel("eigenvalue (variance, standardized units)")
+        ax.set_title(f"Eigenspectrum: {space} (fit ranks {lo}-{hi})")
+        ax.legend(fontsize=7, loc="lower left")
+    return fig
+
+
+def _pair_text(stats: xr.Dataset, pair: str) -> str:
+    """'r = .., p = .., n = ..' or why r is undefined."""
+    s = stats.sel(pair=pair)
+    n = int(s["n"]) if np.isfinite(s["n"]) else 0
+    if not np.isfinite(s["r"]):
+        return f"r undefined (n = {n})"
+    return f"r = {float(s['r']):.2f}, p = {float(s['p']):.3g}, n = {n}"
+
+
+def cross_model_scatter(table: xr.Dataset, stats: xr.Dataset, pairs: list[tuple[str, str]], title: str) -> Figure:
+    """One panel per (x, y) column pair: architecture means +- SD over seeds, the OLS trend line, and
+    Pearson r and p over the architecture means (`stats` = the pair statistics at level 'arch')."""
+    colors = arch_colors([str(a) for a in table["arch"].values])
+    ncols = min(len(pairs), 4)
+    nrows = int(np.ceil(len(pairs) / ncols))
+    fig, axes = figure(nrows, ncols, width=3.8, height=3.4)
+    for ax in axes.ravel()[len(pairs):]:
+        ax.set_visible(False)
+    shown: dict[str, object] = {}
+    for ax, (xc, yc) in zip(axes.ravel(), pairs):
+        xm, xs = _mean_sd(table[xc])
+        ym, ys = _mean_sd(table[yc])
+        for i, arch in enumerate(str(a) for a in table["arch"].values):
+            if np.isfinite(xm[i]) and np.isfinite(ym[i]):
+                shown[arch] = ax.errorbar(xm[i], ym[i], xerr=xs[i], yerr=ys[i], fmt="o", color=colors[arch],
+                                          ms=5, capsize=2)
+        pair = f"{xc} vs {yc}"
+        s = stats.sel(pair=pair)
+        ok = np.isfinite(xm) & np.isfinite(ym)
+        if np.isfinite(s["slope"]) and ok.any():
+            x = np.linspace(xm[ok].min(), xm[ok].max(), 2)
+            ax.plot(x, float(s["slope"]) * x + float(s["intercept"]), "-", color="k", lw=1)
+        ax.set_title(_pair_text(stats, pair), fontsize=9)
+        ax.set_xlabel(COLUMN_LABELS.get(xc, xc), fontsize=8)
+        ax.set_ylabel(COLUMN_LABELS.get(yc, yc), fontsize=8)
+    if shown:
+        fig.legend(list(shown.values()), list(shown), loc="outside right upper", fontsize=7)
+    fig.suptitle(title)
+    return fig
+
+
+def _wrapped(recovered: np.ndarray, true: np.ndarray, period: float) -> np.ndarray:
+    """The recovered angle moved by whole periods to lie within period/2 of the true one (for plotting)."""
+    return true + (recovered - true + period / 2) % period - period / 2
+
+
+def oracle_recovery(measured: xr.Dataset, truth: pd.DataFrame) -> Figure:
+    """The tuning assay run on the synthetic mouse's true neurons: recovered vs true preferred orientation
+    and SF (QC-passing neurons, identity dashed), and F1/F0 by true cell type (the simple/complex split at 1)."""
+    fig, axes = figure(1, 3, width=4.0, height=3.8)
+    ax_ori, ax_sf, ax_f = axes[0]
+    ok = measured["qc_orientation"].values.astype(bool)
+    true_ori = truth["ori_deg"].to_numpy(dtype=float) % 180
+    rec = _wrapped(measured["pref_ori"].values.astype(float), true_ori, 180.0)
+    err = np.abs(rec - true_ori)[ok]
+    ax_ori.plot(true_ori[ok], rec[ok], "o", ms=4, color="tab:blue")
+    ax_ori.plot([0, 180], [0, 180], "--", color="grey", lw=1)
+    ax_ori.set_xlabel("true preferred orientation (deg)")
+    ax_ori.set_ylabel("recovered preferred orientation (deg)")
+    ax_ori.set_title(f"Orientation: median |error| {np.median(err):.1f} deg (n={ok.sum()})" if ok.any()
+                     else "Orientation: no QC-passing neuron", fontsize=9)
+    ok = measured["qc_sf"].values.astype(bool)
+    true_sf, rec_sf = truth["sf_cpp"].to_numpy(dtype=float), measured["pref_sf"].values.astype(float)
+    ax_sf.plot(true_sf[ok], rec_sf[ok], "o", ms=4, color="tab:green")
+    span = np.array([min(true_sf.min(), np.nanmin(rec_sf[ok]) if ok.any() else true_sf.min()),
+                     max(true_sf.max(), np.nanmax(rec_sf[ok]) if ok.any() else true_sf.max())])
+    ax_sf.plot(span, span, "--", color="grey", lw=1)
+    ax_sf.set_xscale("log")
+    ax_sf.set_yscale("log")
+    ax_sf.set_xlabel("true preferred SF (cycles/px)")
+    ax_sf.set_ylabel("recovered preferred SF (cycles/px)")
+    ratio = np.abs(np.log2(rec_sf[ok] / true_sf[ok]))
+    ax_sf.set_title(f"Spatial frequency: median |error| {np.median(ratio):.2f} oct (n={ok.sum()})" if ok.any()
+                    else "Spatial frequency: no QC-passing neuron", fontsize=9)
+    ok = measured["qc_phase"].values.astype(bool)
+    f1f0 = measured["f1f0"].values.astype(float)
+    kinds = truth["cell_type"].astype(str).to_numpy()
+    rng = np.random.default_rng(0)
+    for i, (kind, color) in enumerate((("simple", "tab:orange"), ("complex", "tab:purple"))):
+        v = f1f0[ok & (kinds == kind)]
+        if len(v):
+            ax_f.boxplot([v], positions=[i], widths=0.5, showfliers=False, medianprops={"color": "k"})
+        ax_f.plot(i + rng.uniform(-0.15, 0.15, len(v)), v, "o", ms=4, alpha=0.7, color=color)
+    ax_f.axhline(1.0, color="grey", ls="--", lw=1)
+    ax_f.set_xticks([0, 1], [f"simple (n={(ok & (kinds == 'simple')).sum()})",
+                             f"complex (n={(ok & (kinds == 'complex')).sum()})"])
+    ax_f.set_xlim(-0.6, 1.6)
+    ax_f.set_xlabel("true cell type")
+    ax_f.set_ylabel("recovered F1/F0 (ratio)")
+    ax_f.set_title("Phase modulation by true cell type", fontsize=9)
+    fig.suptitle("Ground truth: the tuning assay on the synthetic mouse's neurons (reference session)")
+    return fig
