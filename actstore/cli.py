@@ -129,6 +129,24 @@ def extract(env: Env, recipe: str, archs: tuple[str, ...], seeds: tuple[int, ...
         click.echo(line)
 
 
+@cli.command("query")
+@click.argument("expr")
+@click.option("--columns", multiple=True, metavar="COL[,COL...]",
+              help="Columns to show (repeatable or comma-separated; default: all). arch, seed, unit always.")
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json", "parquet"]), default="table",
+              show_default=True, help="Output format (parquet needs --out).")
+@click.option("--out", metavar="FILE", help="Write to FILE instead of stdout.")
+@pass_env
+def query_units(env: Env, expr: str, columns: tuple[str, ...], fmt: str, out: str | None) -> None:
+    """Units matching EXPR, e.g. "arch == 'alexnet' & qc_orientation & gosi > 0.3"."""
+    from actstore.query import query, write_rows
+
+    names = [c.strip() for part in columns for c in part.split(",") if c.strip()]
+    text = write_rows(query(expr, env.root, columns=names or None), fmt, out)
+    if text is not None:
+        click.echo(text.rstrip("\n"))
+
+
 @cli.command()
 @pass_env
 def status(env: Env) -> None:

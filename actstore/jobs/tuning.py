@@ -1,0 +1,71 @@
+"""`actstore analyze tuning`: the tuning assay (design 6.2) of every complete model's encoder units over the
+tuning grid, as one Dask computation for the whole zoo -> analysis/tuning.zarr (dims arch, seed, unit).
+
+Up to date when the store's recipe, every complete model's checkpoint and encoder checksum, and the
+catalog's analysis.tuning settings are those the existing result records.
+"""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import xarray as xr
+
+import actstore
+from actstore.analysis.tuning import FLAGS, measure
+from actstore.catalog import Catalog
+from actstore.store.analysis import analysis_inputs, write_analysis
+
+VERSION = "tuning/1"
+STORE = "tuning_grid"
+
+
+def model_inputs(ds: xr.Dataset) -> dict[str, dict]:
+    """Per complete model: its checkpoint and the checksum of its stored encoder output (from the ledger)."""
+    out = {}
+    for i, arch in enumerate(ds["arch"].values):
+        for j, seed in enumerate(ds["seed"].values):
+            if not bool(ds["complete"].values[i, j]):
+                continue
+            try:
+                entry = json.loads(str(ds["provenance"].values[i, j]))
+            except ValueError:
+                entry = {}
+            out[f"{arch}-s{int(seed)}"] = {"checkpoint_sha256": entry.get("checkpoint_sha256"),
+                                           "encoder_sha256": entry.get("checksums", {}).get("encoder")}
+    return out
+
+
+def run(catalog: Catalog, root: str) -> list[str]:
+    """Measure every complete model of tuning_grid.zarr at once; 'up to date' when nothing changed."""
+    ds = actstore.open_store(STORE, root)
+    settings = dict(catalog["analysis"]["tuning"])
+    inputs = {"version": VERSION, "recipe_hash": ds.attrs.get("recipe_hash"), "models": model_inputs(ds),
+              "tuning": settings, "main_contrast": ds.attrs.get("main_contrast", 1.0)}
+    inputs = json.loads(json.dumps(inputs))  # as it reads back from Zarr attrs
+    if not inputs["models"]:
+        return [f"tuning: no complete models in {STORE}.zarr; run `actstore extract --recipe {STORE}` first"]
+    if analysis_inputs(root, "tuning") == inputs:
+        return ["tuning: up to date"]
+    result = measure_zoo(ds, settings, float(inputs["main_contrast"]))
+    path = write_analysis(result, root, "tuning", inputs)
+    n_units = int(result.sizes["unit"])
+    passing = {f: int(result[f].sum()) for f in FLAGS}
+    return [f"tuning: {len(inputs['models'])} models x {n_units} units -> {path} "
+            + ", ".join(f"{k} {v}" for k, v in passing.items())]
+
+
+def measure_zoo(ds: xr.Dataset, settings: dict, main_contrast: float) -> xr.Dataset:
+    """The assay of the complete models' encoder units, computed in one go, on the store's (arch, seed) grid."""
+    done = ds["complete"].values.astype(bool)
+    archs, seeds = [str(a) for a in ds["arch"].values], [int(s) for s in ds["seed"].values]
+    models = [(archs[i], seeds[j]) for i, j in zip(*np.nonzero(done))]
+    picked = ds["encoder"].sel(arch=xr.DataArray([a for a, _ in models], dims="model"),
+                               seed=xr.DataArray([s for _, s in models], dims="model"))
+    result = measure(picked, main_contrast=main_contrast, **settings).compute()
+    result = result.set_index(model=["arch", "seed"]).unstack("model")
+    fill = {name: (False if name in FLAGS else np.nan) for name in result.data_vars}
+    result = result.reindex(arch=archs, seed=seeds, fill_value=fill).transpose("arch", "seed", "unit", ...)
+    result["complete"] = (("arch", "seed"), done)
+    result["arch"] = result["arch"].astype(object)  # variable-length strings: no unstable Zarr v3 dtype
+    return result

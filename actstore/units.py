@@ -1,0 +1,70 @@
+"""The units table: one row per (arch, seed, unit) of every complete model, with every tuning metric and
+flag (analysis/tuning.zarr) and the model-level scores joined in (neural prediction, probes, geometry)."""
+from __future__ import annotations
+
+import sys
+import types
+from typing import Any
+
+import pandas as pd
+import xarray as xr
+
+from actstore.catalog import Catalog
+from actstore.errors import UserError
+from actstore.store.analysis import open_analysis
+from actstore.store.root import join
+
+KEYS = ["arch", "seed", "unit"]
+MODEL_LEVEL = ("neural", "probes", "geometry")  # analyses whose (arch, seed[, mouse]) variables become columns
+
+
+def units(root: str = "stores", catalog: Catalog | None = None) -> pd.DataFrame:
+    """The units table; with a catalog, only its zoo's models. UserError when tuning has not been run."""
+    tuning = open_analysis(root, "tuning")
+    if tuning is None:
+        raise UserError(f"{join(root, 'analysis', 'tuning.zarr')}: not found; run `actstore analyze tuning` first")
+    scalars = [name for name, v in tuning.data_vars.items() if set(v.dims) == set(KEYS)]
+    table = tuning[scalars].transpose(*KEYS).to_dataframe().reset_index()
+    done = tuning["complete"].to_dataframe().reset_index()
+    table = table.merge(done[done["complete"]][["arch", "seed"]], on=["arch", "seed"])
+    for name in MODEL_LEVEL:
+        scores = model_scores(open_analysis(root, name), name, taken=set(table.columns))
+        if scores is not None:
+            table = table.merge(scores, on=["arch", "seed"], how="left")
+    if catalog is not None:
+        zoo = pd.DataFrame(catalog.models, columns=["arch", "seed"])
+        table = table.merge(zoo, on=["arch", "seed"])
+    table["arch"] = table["arch"].astype(str)
+    table["seed"] = table["seed"].astype(int)
+    return table.sort_values(KEYS, kind="stable").reset_index(drop=True)
+
+
+def model_scores(ds: xr.Dataset | None, name: str, taken: set[str]) -> pd.DataFrame | None:
+    """The (arch, seed) scalars of one analysis as columns (averaged over mice where per mouse).
+
+    Neural columns are prefixed `neural_` (r_overall -> neural_r_overall); others keep their names
+    unless that would clash with an existing column, then they get the analysis name as prefix.
+    """
+    if ds is None:
+        return None
+    keep = {}
+    for var, da in ds.data_vars.items():
+        if var != "complete" and {"arch", "seed"} <= set(da.dims) <= {"arch", "seed", "mouse"}:
+            col = var if var.startswith(f"{name}_") or (name != "neural" and var not in taken) else f"{name}_{var}"
+            keep[col] = da.mean("mouse") if "mouse" in da.dims else da
+    if not keep:
+        return None
+    frame = xr.Dataset(keep).transpose("arch", "seed").to_dataframe().reset_index()
+    frame["arch"] = frame["arch"].astype(str)
+    return frame[["arch", "seed", *keep]]
+
+
+class _CallableModule(types.ModuleType):
+    """Importing this module binds `actstore.units` to it (Python sets submodules on their package), hiding
+    the lazy function of the same name; calling the module calls units() so `actstore.units(...)` always works."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return units(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule
