@@ -10,29 +10,19 @@ from scipy.special import iv
 from actstore.analysis import fitting
 from actstore.analysis.tuning import CURVES, FLAGS, METRICS, measure
 from actstore.catalog import load_catalog
+from actstore.stimuli import generate, pixel_coordinates
 
-ORI = np.linspace(0, 180, 12, endpoint=False)
-SF = np.geomspace(0.01, 0.25, 12)
-PHASE = np.linspace(0, 2 * np.pi, 8, endpoint=False)
-CONTRAST = np.array([0, 0.02, 0.05, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0])
-H, W = 60, 80
+GRID = generate(load_catalog(profile="paper").recipe("tuning_grid"), seed=0)  # the design's full grid
+ORI, SF, PHASE, CONTRAST = (GRID[d].values for d in ("orientation", "sf", "phase", "contrast"))
+H, W = GRID.sizes["y"], GRID.sizes["x"]
 THETA0, F0 = 60.0, SF[6]  # the Gabor cells' preferred orientation and sf, both on the grid
 C50, N, GAIN, R0 = 0.15, 2.5, 2.0, 0.5
 
 
 def _xy():
-    """Pixel coordinates in px from the frame centre, x right and y up (as recipes/tuning_grid.yaml)."""
-    y, x = np.mgrid[0:H, 0:W].astype(np.float64)
-    return x - (W - 1) / 2, (H - 1) / 2 - y
-
-
-def _gratings(theta_deg: float) -> np.ndarray:
-    """I = L (1 + c sin(2 pi f (x cos th + y sin th) + phi)) clipped to [0, 1], L = 0.5: (sf, phase, contrast, H*W)."""
-    x, y = _xy()
-    th = np.deg2rad(theta_deg)
-    u = 2 * np.pi * SF[:, None, None, None] * (x * np.cos(th) + y * np.sin(th)) + PHASE[None, :, None, None]
-    img = 0.5 * (1 + CONTRAST[None, None, :, None, None] * np.sin(u)[:, :, None])
-    return np.clip(img, 0, 1).reshape(len(SF), len(PHASE), len(CONTRAST), H * W)
+    """Pixel coordinates as the grating generator uses them (px from the frame centre)."""
+    x, y = pixel_coordinates((H, W))
+    return np.broadcast_to(x, (H, W)), np.broadcast_to(y, (H, W))
 
 
 def _gabor(phase: float, sigma: float = 10.0) -> np.ndarray:
@@ -54,7 +44,8 @@ def _center_surround(sc: float = 1.0, ss: float = 2.0) -> np.ndarray:
 def cells() -> xr.DataArray:
     """Responses of analytic cells on the full grid: simple, complex, Naka-Rushton (energy-driven), isotropic."""
     filters = np.stack([_gabor(0.0), _gabor(np.pi / 2), _center_surround()], axis=1)
-    drive = np.stack([_gratings(t) - 0.5 for t in ORI]) @ filters  # (O, S, P, C, 3)
+    images = GRID["stimulus"].values  # (O, S, P, C, H, W), rendered by actstore.stimuli
+    drive = np.stack([(img.reshape(-1, H * W) - 0.5) @ filters for img in images]).reshape(*images.shape[:4], 3)
     simple = np.maximum(drive[..., 0], 0)
     energy = np.hypot(drive[..., 0], drive[..., 1])
     e = energy / energy[..., -1].max()
@@ -160,7 +151,7 @@ def test_dask_input_is_lazy_carries_extra_dims_and_matches_numpy(cells, result):
     assert isinstance(out["gosi"].data, da.Array) and isinstance(out["orientation_curve"].data, da.Array)
     out = out.compute()
     assert out["gosi"].dims == ("seed", "arch", "unit")
-    np.testing.assert_allclose(out.gosi.sel(arch="a", seed=0).values, result.gosi.values, rtol=1e-6)
+    np.testing.assert_allclose(out.gosi.sel(arch="a", seed=0).values, result.gosi.values, rtol=1e-6, atol=1e-9)
     np.testing.assert_allclose(out.pref_sf.sel(arch="b", seed=0).values, result.pref_sf.values, rtol=1e-3)
     np.testing.assert_array_equal(out.qc_sf.sel(arch="a", seed=0).values, result.qc_sf.values)
 
