@@ -163,3 +163,27 @@ def test_kernel_longer_than_the_twins_context_is_refused():
     data = tiny_catalog(cells={"kernel_bins": 6})["data"]
     with pytest.raises(UserError, match="kernel_bins: 6 is longer than data.context_frames"):
         synthesize(REF, data, 100)
+
+
+def test_tuning_assay_recovers_the_oracles_true_tuning_on_the_demo_grating_grid(smoke):
+    import xarray as xr
+
+    from actstore.analysis.tuning import measure
+    from actstore.stimuli import generate
+
+    grid = generate(load_catalog(profile="demo").recipe("tuning_grid"), 0)["stimulus"]
+    images = grid.values.reshape(-1, *grid.shape[-2:])
+    dims = ("orientation", "sf", "phase", "contrast")
+    sf_step = np.log(grid["sf"].values[1] / grid["sf"].values[0])
+    for s in smoke[1].values():
+        oracle = Oracle.from_session(s)
+        responses = xr.DataArray(oracle.respond(images).reshape(*grid.shape[:-2], -1),
+                                 dims=(*dims, "unit"), coords={d: grid[d] for d in dims})
+        tuning = measure(responses)
+        p = oracle.params
+        ori_err = np.abs((tuning["pref_ori"].values - p.ori_deg.values + 90) % 180 - 90)
+        assert ori_err.max() < 7.5, ori_err
+        sf_err = np.abs(np.log(tuning["pref_sf"].values / p.sf_cpp.values))
+        assert sf_err.max() <= 1.25 * sf_step, sf_err / sf_step  # the DoG fit on 8 samples: within ~a step
+        f1f0 = tuning["f1f0"].values
+        assert (f1f0[p.cell_type == "simple"] > 1.0).all() and (f1f0[p.cell_type == "complex"] < 0.3).all(), f1f0
