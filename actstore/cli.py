@@ -157,6 +157,16 @@ def status(env: Env) -> None:
         click.echo(line)
 
 
+@cli.command()
+@pass_env
+def report(env: Env) -> None:
+    """Figures + <root>/report/index.html from the analyses (only when they changed)."""
+    from actstore.report import build_report
+
+    for line in build_report(env.catalog, env.root):
+        click.echo(line)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: UserError -> one line on stderr, exit code 2."""
     verbose = "-v" in (argv or sys.argv[1:]) or "--verbose" in (argv or sys.argv[1:])
