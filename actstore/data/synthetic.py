@@ -8,23 +8,16 @@ session name): same seed, bit-identical files.
 """
 from __future__ import annotations
 
-import hashlib
-
 import numpy as np
 
 from actstore.data import xu2023
 from actstore.data.oracle import Oracle, param_dtype
 from actstore.data.session import Session, scale_frames, segment_lengths, split_labels
 from actstore.errors import UserError
+from actstore.stimuli.streams import stream
 
 SIM_VERSION = 1  # bump when the simulator's output changes for the same catalog
 RENDER_CHUNK = 512  # frames rendered at once (bounds the temporaries)
-
-
-def session_rng(seed: int, name: str) -> np.random.Generator:
-    """A generator seeded from (catalog seed, session name), independent of the session order."""
-    key = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "little")
-    return np.random.default_rng([seed, key])
 
 
 def ou(rng: np.random.Generator, n: int, sd: float, tau_bins: float) -> np.ndarray:
@@ -160,7 +153,7 @@ def synthesize(name: str, data: dict, chunk: int) -> tuple[Session, np.ndarray]:
     if cells["kernel_bins"] > data["context_frames"]:
         raise UserError(f"data.synthetic.cells.kernel_bins: {cells['kernel_bins']} is longer than "
                         f"data.context_frames ({data['context_frames']}); the twins could not see the kernel")
-    rng = session_rng(syn["seed"], name)
+    rng = stream(syn["seed"], name)  # independent of the session order
     bin_s = syn["bin_ms"] / 1000.0
     shape = tuple(syn["frame_shape"])
     n_bins = int(round(syn["minutes"] * 60.0 / bin_s))
