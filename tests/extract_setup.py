@@ -15,6 +15,7 @@ from actstore.models import build_twin, save_checkpoint
 
 REPO = Path(__file__).resolve().parent.parent
 # 4 x 2 x 4 x 2 = 64 gratings; a 2 KB chunk target gives several chunks per model.
+TINY_RDK = {"trials": {"train": 4, "val": 2}, "test": {"trials_per_coherence": 2}}  # 22 clips of 20 frames
 TINY_GRID = {"orientation_deg": {"num": 4}, "sf_cpp": {"num": 2}, "phase_deg": {"num": 4}, "contrast": [0.5, 1.0]}
 
 
@@ -23,6 +24,7 @@ def write_catalog(folder: Path, grid: dict | None = None, batch_size: int = 16) 
     raw = yaml.safe_load((REPO / "catalog.yaml").read_text())
     profile = copy.deepcopy(raw["profiles"]["smoke"])
     profile.setdefault("recipe_overrides", {})["tuning_grid"] = grid or TINY_GRID
+    profile["recipe_overrides"]["rdk_task"] = TINY_RDK
     profile["extract"] = {**profile.get("extract", {}), "batch_size": batch_size, "chunk_mb": 0.002}
     raw["profiles"]["test"] = profile
     folder.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,187 @@
+"""`actstore extract`: idempotence, staleness by content, clear refusals, multi-chunk features,
+resume after SIGKILL (bit-identical) and two concurrent writer processes."""
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import signal
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import actstore
+from actstore.cli import main
+from actstore.errors import UserError
+from actstore.extract import checkpoint_folder, extract
+from actstore.models import build_twin, load_checkpoint, save_checkpoint
+from actstore.stimuli import generate
+from actstore.store.ledger import verify
+from actstore.store.zarrstore import store_path
+from extract_setup import cli, make_catalog, save_zoo, write_catalog
+
+# 8 x 3 x 4 x 1 = 96 gratings in batches of 8: many batches and chunks per model, so a kill lands mid-way.
+KILL_GRID = {"orientation_deg": {"num": 8}, "sf_cpp": {"num": 3}, "phase_deg": {"num": 4}, "contrast": [1.0]}
+
+
+def _files(store: str) -> dict[str, str]:
+    """sha256 of every file of a store by relative path (ledger provenance aside: it holds the time)."""
+    out = {}
+    for path in sorted(Path(store).rglob("*")):
+        rel = path.relative_to(store).as_posix()
+        if path.is_file() and not rel.startswith("provenance/c/"):
+            out[rel] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return out
+
+
+def _copy_models(src: str, dst: str) -> None:
+    shutil.copytree(Path(src) / "models", Path(dst) / "models")
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """(catalog path, root): the kill grid extracted for both smoke models in one uninterrupted run."""
+    folder = tmp_path_factory.mktemp("ref")
+    path = write_catalog(folder / "cat", grid=KILL_GRID, batch_size=8)
+    root = str(folder / "root")
+    catalog = actstore.catalog.load_catalog(path, "test")
+    save_zoo(catalog, root)
+    extract(catalog, root, "tuning_grid", device="cpu")
+    return path, root
+
+
+@pytest.fixture
+def catalog(tmp_path):
+    return make_catalog(tmp_path / "cat")
+
+
+def test_second_run_does_no_forward_pass_and_writes_nothing(catalog, tmp_path):
+    root = str(tmp_path / "root")
+    save_zoo(catalog, root)
+    first = extract(catalog, root, "tuning_grid", device="cpu")
+    assert [line.split(" extracted")[0] for line in first] == ["tuning_grid: xu_cnn-s0", "tuning_grid: alexnet-s0"]
+    store = Path(store_path(root, "tuning_grid"))
+    before = {p: p.stat().st_mtime_ns for p in store.rglob("*")}
+    calls = []
+    hook = torch.nn.modules.module.register_module_forward_hook(lambda m, i, o: calls.append(type(m).__name__))
+    try:
+        again = extract(catalog, root, "tuning_grid", device="cpu")
+    finally:
+        hook.remove()
+    assert again == ["tuning_grid: xu_cnn-s0 up to date", "tuning_grid: alexnet-s0 up to date"]
+    assert calls == []
+    assert {p: p.stat().st_mtime_ns for p in store.rglob("*")} == before
+
+
+def test_changed_checkpoint_reextracts_only_that_model(catalog, tmp_path):
+    root = str(tmp_path / "root")
+    save_zoo(catalog, root)
+    extract(catalog, root, "tuning_grid", device="cpu")
+    alexnet_before = actstore.open_store("tuning_grid", root=root)["encoder"].sel(arch="alexnet").values
+    save_checkpoint(build_twin("xu_cnn", encoder_dim=16, hidden_dim=32, seed=7), checkpoint_folder(root, "xu_cnn", 0))
+    lines = extract(catalog, root, "tuning_grid", device="cpu")
+    assert lines[0].startswith("tuning_grid: xu_cnn-s0 re-extracted (checkpoint changed)")
+    assert lines[1] == "tuning_grid: alexnet-s0 up to date"
+    ds = actstore.open_store("tuning_grid", root=root)
+    np.testing.assert_array_equal(ds["encoder"].sel(arch="alexnet").values, alexnet_before)
+    twin, _ = load_checkpoint(checkpoint_folder(root, "xu_cnn", 0))
+    with torch.inference_mode():
+        enc = twin.eval().encode(torch.from_numpy(ds["stimulus"].values.reshape(-1, 1, 1, 60, 80)))
+    np.testing.assert_allclose(ds["encoder"].sel(arch="xu_cnn", seed=0).values.reshape(-1, 16), enc[:, 0].numpy(),
+                               rtol=1e-5, atol=1e-6)
+
+
+def test_changed_recipe_is_refused_unless_rebuilt(catalog, tmp_path):
+    root = str(tmp_path / "root")
+    save_zoo(catalog, root)
+    extract(catalog, root, "tuning_grid", archs=["xu_cnn"], device="cpu")
+    before = _files(store_path(root, "tuning_grid"))
+    other = make_catalog(tmp_path / "cat2", grid={"orientation_deg": {"num": 3}, "sf_cpp": {"num": 2},
+                                                  "phase_deg": {"num": 2}, "contrast": [1.0]})
+    with pytest.raises(UserError, match=r"tuning_grid\.zarr: written by another version of recipe 'tuning_grid' "
+                                        r".*rerun `actstore extract --recipe tuning_grid --rebuild`") as err:
+        extract(other, root, "tuning_grid", archs=["xu_cnn"], device="cpu")
+    assert "\n" not in str(err.value)
+    assert _files(store_path(root, "tuning_grid")) == before
+    lines = extract(other, root, "tuning_grid", archs=["xu_cnn"], device="cpu", rebuild=True)
+    assert len(lines) == 1 and lines[0].startswith("tuning_grid: xu_cnn-s0 extracted: 12 stimuli on cpu")
+    ds = actstore.open_store("tuning_grid", root=root)
+    assert ds.sizes["orientation"] == 3 and ds.sizes["contrast"] == 1
+    assert ds["complete"].values.tolist() == [[True], [False]]
+
+
+def test_missing_checkpoint_is_one_clear_line(catalog, tmp_path, capsys):
+    root = str(tmp_path / "root")
+    with pytest.raises(SystemExit) as exit_:
+        main(["--catalog", str(catalog.path), "--profile", "test", "--root", root,
+              "extract", "--recipe", "tuning_grid", "--arch", "alexnet"])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert err == (f"actstore: error: {root}/models/alexnet-s0: no checkpoint for alexnet-s0; "
+                   "run `actstore train --arch alexnet --seed 0` first\n")
+    assert not Path(store_path(root, "tuning_grid")).exists()
+
+
+def test_arch_outside_the_zoo_is_refused(catalog, tmp_path):
+    with pytest.raises(UserError, match=r"zoo\.archs: 'resnet18' is not in the zoo; valid: xu_cnn, alexnet"):
+        extract(catalog, str(tmp_path / "root"), "tuning_grid", archs=["resnet18"])
+
+
+def test_clips_keep_frames_and_gru_restarts_each_chunk(catalog, tmp_path):
+    root = str(tmp_path / "root")
+    save_zoo(catalog, root)
+    extract(catalog, root, "rdk_task", archs=["xu_cnn"], device="cpu", batch_size=7)
+    ds = actstore.open_store("rdk_task", root=root).sel(arch="xu_cnn", seed=0)
+    assert ds["encoder"].dims == ("trial", "frame", "unit") and ds.sizes["frame"] == 20
+    assert ds["gru"].dims == ("trial", "chunk", "hidden") and ds.sizes["chunk"] == 4
+    stimuli = generate(catalog.recipe("rdk_task"), catalog["run_seed"])
+    np.testing.assert_array_equal(ds["label"].values, stimuli["label"].values)
+    assert set(ds["split"].values.tolist()) == {"train", "val", "test"}
+    twin, _ = load_checkpoint(checkpoint_folder(root, "xu_cnn", 0))
+    clips = torch.from_numpy(stimuli["stimulus"].values[:, :, None])
+    with torch.inference_mode():
+        enc = twin.eval().encode(clips)
+        last = twin.recur(enc[:, 15:20])  # the last chunk, from a zero state
+        whole = twin.recur(enc)  # the whole clip in one run differs: chunks restart
+    np.testing.assert_allclose(ds["encoder"].values, enc.numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(ds["gru"].values[:, 3], last.numpy(), rtol=1e-5, atol=1e-6)
+    assert not np.allclose(ds["gru"].values[:, 3], whole.numpy(), atol=1e-4)
+
+
+def test_sigkill_mid_extraction_resumes_bit_identical(reference, tmp_path):
+    catalog_path, ref_root = reference
+    root = str(tmp_path / "root")
+    _copy_models(ref_root, root)
+    proc = cli(catalog_path, root, "extract", "--recipe", "tuning_grid", "--device", "cpu")
+    first_chunks = Path(store_path(root, "tuning_grid")) / "encoder" / "c" / "0"
+    deadline = time.monotonic() + 120
+    while not (first_chunks.exists() and any(first_chunks.rglob("*"))) and proc.poll() is None:
+        assert time.monotonic() < deadline, "extraction never started writing"
+        time.sleep(0.005)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.read()
+    store = store_path(root, "tuning_grid")
+    assert verify(store) != {("xu_cnn", 0): "ok", ("alexnet", 0): "ok"}, "the kill came too late"
+    catalog = actstore.catalog.load_catalog(catalog_path, "test")
+    lines = extract(catalog, root, "tuning_grid", device="cpu")
+    assert any(" extracted: " in line for line in lines)
+    assert _files(store) == _files(store_path(ref_root, "tuning_grid"))
+
+
+def test_two_processes_extract_different_models_at_once(reference, tmp_path):
+    catalog_path, ref_root = reference
+    root = str(tmp_path / "root")
+    _copy_models(ref_root, root)
+    procs = [cli(catalog_path, root, "extract", "--recipe", "tuning_grid", "--arch", arch, "--device", "cpu")
+             for arch in ("xu_cnn", "alexnet")]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [o[1][-2000:] for o in outs]
+    assert "xu_cnn-s0 extracted" in outs[0][0] and "alexnet-s0 extracted" in outs[1][0]
+    store = store_path(root, "tuning_grid")
+    assert verify(store) == {("xu_cnn", 0): "ok", ("alexnet", 0): "ok"}
+    assert _files(store) == _files(store_path(ref_root, "tuning_grid"))
+    assert not [p.name for p in Path(root).iterdir() if p.name.endswith(".tmp")]
