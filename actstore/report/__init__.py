@@ -165,7 +165,8 @@ def _scatters(found: dict, sections: list, figures: dict) -> None:
             if undefined:
                 s.notes.append(f"r is undefined for {len(undefined)} of {len(pairs)} pairs (fewer than 3 "
                                f"architectures with both values, or a constant column): {', '.join(undefined)}.")
-            figures[s.key] = fg.cross_model_scatter(ds, stats, pairs, f"{gx.capitalize()} vs {gy}")
+            ncols = len(GROUPS[gy]) if len(GROUPS[gy]) > 1 else len(pairs)
+            figures[s.key] = fg.cross_model_scatter(ds, stats, pairs, f"{gx.capitalize()} vs {gy}", ncols)
         sections.append(s)
 
 
@@ -198,8 +199,8 @@ def _oracle(catalog: Catalog, root: str, sections: list, figures: dict) -> None:
     s = Section("ground-truth", "Ground truth: tuning recovered from the synthetic mouse",
                 "The reference session's true neurons (the oracle) shown the catalog's tuning_grid gratings and "
                 "measured with the same tuning assay as the twins' units: recovered vs true preferred orientation "
-                "and spatial frequency (QC-passing neurons; dashed: identity), and F1/F0 by true cell type "
-                "(simple cells are phase-modulated, F1/F0 > 1; complex cells are not).")
+                "and spatial frequency (QC-passing neurons; dashed: identity), and F1/F0 by true cell type over "
+                "responsive neurons (simple cells are phase-modulated, F1/F0 > 1; complex cells are not).")
     if oracle_inputs(catalog, root) is None:
         s.notes.append("Only the synthetic mouse has ground truth (catalog data.source: synthetic, prepared data).")
     else:

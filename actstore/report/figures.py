@@ -36,6 +36,7 @@ TUNING_PANELS = (
     ("nr_c50", "qc_contrast", "c50 (grating contrast)", True),
 )
 ACC_LABEL = "accuracy (fraction correct)"
+SPACE_TITLES = {"gru": "GRU final state", "encoder": "encoder output (last frame)"}
 
 
 def figure(nrows: int = 1, ncols: int = 1, width: float = 4.2, height: float = 3.4) -> tuple[Figure, np.ndarray]:
@@ -47,6 +48,22 @@ def figure(nrows: int = 1, ncols: int = 1, width: float = 4.2, height: float = 3
     FigureCanvasAgg(fig)
     axes = fig.subplots(nrows, ncols, squeeze=False)
     return fig, axes
+
+
+def plain_log(ax: Axes, which: str = "both") -> None:
+    """Log scale on the x and/or y axis with plain-number tick labels (0.05, not 5 x 10^-2); minor ticks
+    are labelled at 2, 3 and 5 x 10^k only, so labels never crowd."""
+    from matplotlib.ticker import FuncFormatter
+
+    def minor(x: float, _pos: int) -> str:
+        mantissa = round(x / 10 ** np.floor(np.log10(x)), 6) if x > 0 else 0
+        return f"{x:g}" if mantissa in (2, 3, 5) else ""
+
+    for name in ("x", "y") if which == "both" else (which,):
+        axis = getattr(ax, f"{name}axis")
+        getattr(ax, f"set_{name}scale")("log")
+        axis.set_major_formatter(FuncFormatter(lambda x, _pos: f"{x:g}"))
+        axis.set_minor_formatter(FuncFormatter(minor))
 
 
 def arch_colors(archs: list[str]) -> dict[str, tuple]:
@@ -78,7 +95,7 @@ def neural_prediction(neural: xr.Dataset) -> Figure:
     of the noise ceiling beside it where a ceiling is known."""
     archs = _archs(neural["neural_r"])
     fraction = neural["ceiling_fraction"].mean("mouse") if "ceiling_fraction" in neural else None
-    panels = [("neural_r", "neural prediction (test r, mean over neurons and mice)")]
+    panels = [("neural_r", "test r (mean over neurons, mice)")]
     if fraction is not None and np.isfinite(fraction.values).any():
         panels.append(("fraction", "fraction of the noise ceiling"))
     colors = arch_colors([str(a) for a in neural["arch"].values])
@@ -120,6 +137,7 @@ def orientation_curves(probes: xr.Dataset) -> Figure:
         if np.isfinite(chance):
             ax.axhline(chance, color="grey", ls="--", lw=1, label="chance")
         ax.set_xscale("log", base=2)
+        ax.set_xticks(sizes, [f"{s:g}" for s in sizes])
         ax.set_xlabel("training set size (images, class-balanced)")
         ax.set_ylabel(ACC_LABEL)
         ax.set_title(f"Orientation (8-way): {title}")
@@ -179,13 +197,13 @@ def tuning_distributions(tuning: xr.Dataset) -> Figure:
         for i, g in enumerate(groups):
             ax.plot(i + rng.uniform(-0.18, 0.18, len(g)), g, "o", ms=2.5, alpha=0.5, color=colors[archs[i]])
         if log:
-            ax.set_yscale("log")
+            plain_log(ax, "y")
         ax.set_xticks(x, [f"{a}\n(n={len(g)})" for a, g in zip(archs, groups)], rotation=35, ha="right", fontsize=8)
         ax.set_xlim(-0.6, len(archs) - 0.4)
         ax.set_xlabel("architecture (QC-passing units)")
         ax.set_ylabel(label)
         ax.set_title(label.split(" (")[0])
-    fig.suptitle("Encoder-unit tuning (static gratings)")
+    fig.suptitle("Encoder-unit tuning (static full-field gratings)")
     return fig
 
 
@@ -201,7 +219,7 @@ def eigenspectra(geometry: xr.Dataset) -> Figure:
         alpha = geometry[f"alpha_{space}"]
         for arch in _archs(geometry["eigenvalues"].sel(space=space)):
             a_mean = float(np.nanmean(alpha.sel(arch=arch).values))
-            label = f"{arch} (alpha={a_mean:.2f})"
+            label = f"{arch} (\u03b1 = {a_mean:.2f})"
             for seed in geometry["seed"].values:
                 lam = geometry["eigenvalues"].sel(space=space, arch=arch, seed=seed).values.astype(float)
                 a = float(alpha.sel(arch=arch, seed=seed))
@@ -221,7 +239,7 @@ def eigenspectra(geometry: xr.Dataset) -> Figure:
         ax.set_yscale("log")
         ax.set_xlabel("PC rank")
         ax.set_ylabel("eigenvalue (variance, standardized units)")
-        ax.set_title(f"Eigenspectrum: {space} (fit ranks {lo}-{hi})")
+        ax.set_title(f"{SPACE_TITLES.get(space, space)} (fit: ranks {lo}-{hi})")
         ax.legend(fontsize=7, loc="lower left")
     return fig
 
@@ -235,11 +253,12 @@ def _pair_text(stats: xr.Dataset, pair: str) -> str:
     return f"r = {float(s['r']):.2f}, p = {float(s['p']):.3g}, n = {n}"
 
 
-def cross_model_scatter(table: xr.Dataset, stats: xr.Dataset, pairs: list[tuple[str, str]], title: str) -> Figure:
+def cross_model_scatter(table: xr.Dataset, stats: xr.Dataset, pairs: list[tuple[str, str]], title: str,
+                        ncols: int = 4) -> Figure:
     """One panel per (x, y) column pair: architecture means +- SD over seeds, the OLS trend line, and
     Pearson r and p over the architecture means (`stats` = the pair statistics at level 'arch')."""
     colors = arch_colors([str(a) for a in table["arch"].values])
-    ncols = min(len(pairs), 4)
+    ncols = min(len(pairs), ncols)
     nrows = int(np.ceil(len(pairs) / ncols))
     fig, axes = figure(nrows, ncols, width=3.8, height=3.4)
     for ax in axes.ravel()[len(pairs):]:
@@ -293,15 +312,14 @@ def oracle_recovery(measured: xr.Dataset, truth: pd.DataFrame) -> Figure:
     span = np.array([min(true_sf.min(), np.nanmin(rec_sf[ok]) if ok.any() else true_sf.min()),
                      max(true_sf.max(), np.nanmax(rec_sf[ok]) if ok.any() else true_sf.max())])
     ax_sf.plot(span, span, "--", color="grey", lw=1)
-    ax_sf.set_xscale("log")
-    ax_sf.set_yscale("log")
+    plain_log(ax_sf)
     ax_sf.set_xlabel("true preferred SF (cycles/px)")
     ax_sf.set_ylabel("recovered preferred SF (cycles/px)")
     ratio = np.abs(np.log2(rec_sf[ok] / true_sf[ok]))
     ax_sf.set_title(f"Spatial frequency: median |error| {np.median(ratio):.2f} oct (n={ok.sum()})" if ok.any()
                     else "Spatial frequency: no QC-passing neuron", fontsize=9)
-    ok = measured["qc_phase"].values.astype(bool)
     f1f0 = measured["f1f0"].values.astype(float)
+    ok = measured["responsive"].values.astype(bool) & np.isfinite(f1f0)  # qc_phase drops flat (complex) curves
     kinds = truth["cell_type"].astype(str).to_numpy()
     rng = np.random.default_rng(0)
     for i, (kind, color) in enumerate((("simple", "tab:orange"), ("complex", "tab:purple"))):

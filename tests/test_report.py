@@ -1,0 +1,160 @@
+"""The report over the smoke root: every figure drawn, referenced and on disk, labelled axes, the numbers
+it shows are the analyses' numbers, missing inputs become notes, and an unchanged root is up to date."""
+import os
+import shutil
+import subprocess
+import sys
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from actstore.report import build_report, report_content
+
+FIGURES = {"neural", "orientation", "contrast", "rdk", "tuning", "geometry", "scatter-prediction-probes",
+           "scatter-prediction-tuning", "scatter-prediction-geometry", "scatter-geometry-probes",
+           "scatter-tuning-probes", "ground-truth"}
+PROBE_SECTIONS = {"orientation", "contrast", "rdk"}
+
+
+class Page(HTMLParser):
+    """The parts of index.html the tests read: image sources, notes per section, table rows."""
+
+    def __init__(self, text: str):
+        super().__init__()
+        self.images: list[str] = []
+        self.notes: dict[str, list[str]] = {}
+        self.rows: list[list[str]] = []
+        self._section, self._in_note, self._in_cell = None, False, False
+        self.feed(text)
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag == "section":
+            self._section = a["id"]
+            self.notes[self._section] = []
+        elif tag == "img":
+            self.images.append(a["src"])
+        elif tag == "p" and a.get("class") == "note":
+            self._in_note = True
+            self.notes[self._section].append("")
+        elif tag == "tr":
+            self.rows.append([])
+        elif tag == "td":
+            self._in_cell = True
+            self.rows[-1].append("")
+
+    def handle_endtag(self, tag):
+        self._in_note = self._in_note and tag != "p"
+        self._in_cell = self._in_cell and tag != "td"
+
+    def handle_data(self, data):
+        if self._in_note:
+            self.notes[self._section][-1] += data
+        if self._in_cell:
+            self.rows[-1][-1] += data
+
+
+def copy_parts(src: str, dst: Path, parts=("analysis", "data")) -> str:
+    for part in parts:
+        shutil.copytree(os.path.join(src, part), dst / part)
+    return str(dst)
+
+
+def snapshot(root: str) -> dict[str, tuple[int, int]]:
+    return {str(p): (p.stat().st_mtime_ns, p.stat().st_size) for p in Path(root).rglob("*")}
+
+
+@pytest.fixture(scope="module")
+def built(smoke_root, smoke_catalog, tmp_path_factory):
+    root = copy_parts(smoke_root, tmp_path_factory.mktemp("report"))
+    lines = build_report(smoke_catalog, root)
+    return root, lines, Page((Path(root) / "report" / "index.html").read_text())
+
+
+def test_html_references_every_figure_and_only_existing_images(built):
+    root, lines, page = built
+    assert lines[-1].endswith(f"{root}/report/index.html")
+    assert sorted(page.images) == sorted(f"{key}.png" for key in FIGURES)
+    for src in page.images:
+        assert (Path(root) / "report" / src).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not [p for p in Path(root).iterdir() if p.name.startswith(".report.")]  # no temp folder left
+
+
+def test_two_models_give_notes_not_r_and_the_table_shows_the_summary(built, smoke_root):
+    _, _, page = built
+    for key in ("scatter-prediction-probes", "scatter-tuning-probes"):
+        assert any("r is undefined" in note for note in page.notes[key])  # 2 architectures: no r anywhere
+    summary = xr.open_zarr(f"{smoke_root}/analysis/summary.zarr")
+    rows = {row[0]: row for row in page.rows if row}
+    assert set(rows) == {str(a) for a in summary["arch"].values}
+    for arch, row in rows.items():
+        assert row[1] == "1"  # one seed in the smoke zoo
+        assert row[2] == f"{float(summary['neural_r_mean'].sel(arch=arch)):.3g}"  # SD undefined with one seed
+
+
+def test_second_build_is_up_to_date_and_writes_nothing(built, smoke_catalog):
+    root = built[0]
+    before = snapshot(root)
+    assert build_report(smoke_catalog, root) == [f"report: up to date ({root}/report/index.html)"]
+    assert snapshot(root) == before
+
+
+def test_cli_report_is_up_to_date_on_a_built_root(built):
+    root = built[0]
+    proc = subprocess.run([sys.executable, "-m", "actstore.cli", "--profile", "smoke", "--root", root, "report"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().splitlines() == [f"report: up to date ({root}/report/index.html)"]
+
+
+def _has_data(ax) -> bool:
+    return bool(ax.lines or ax.collections or ax.patches or ax.containers)
+
+
+def test_figures_have_labelled_axes_and_show_the_analyses_numbers(smoke_catalog, smoke_root):
+    sections, figures = report_content(smoke_catalog, smoke_root)
+    assert set(figures) == FIGURES and [s.key for s in sections if s.key in figures] == [
+        s.key for s in sections if s.key in FIGURES]
+    for key, fig in figures.items():
+        drawn = [ax for ax in fig.axes if ax.get_visible() and _has_data(ax)]
+        assert drawn, key
+        for ax in drawn:
+            assert ax.get_xlabel().strip() and ax.get_ylabel().strip(), (key, ax.get_title())
+            assert ax.get_title() or fig.get_suptitle(), key
+    # bars of the neural figure = neural_r of each architecture (one seed)
+    neural = xr.open_zarr(f"{smoke_root}/analysis/neural.zarr")
+    bars = [p.get_height() for p in figures["neural"].axes[0].patches]
+    np.testing.assert_allclose(bars, neural["neural_r"].sel(seed=0).values, rtol=1e-6)
+    # ground truth: the assay recovers the oracle's preferred orientations (points on the identity line)
+    ori = figures["ground-truth"].axes[0].lines[0]
+    true, recovered = np.asarray(ori.get_xdata()), np.asarray(ori.get_ydata())
+    assert len(true) >= 6 and np.median(np.abs(recovered - true)) < 5.0
+
+
+def test_missing_inputs_become_notes_and_changed_inputs_rebuild(smoke_root, smoke_catalog, tmp_path):
+    root = copy_parts(smoke_root, tmp_path, parts=("analysis",))  # no data: no ground truth
+    shutil.rmtree(tmp_path / "analysis" / "probes.zarr")
+    build_report(smoke_catalog, root)
+    index = tmp_path / "report" / "index.html"
+    page = Page(index.read_text())
+    assert {src[:-4] for src in page.images} == FIGURES - PROBE_SECTIONS - {"ground-truth"}
+    assert all((tmp_path / "report" / src).is_file() for src in page.images)
+    for key in PROBE_SECTIONS:
+        assert any("probes.zarr not found" in note for note in page.notes[key])
+    assert any("ground truth" in note for note in page.notes["ground-truth"])
+    shutil.rmtree(tmp_path / "analysis" / "geometry.zarr")
+    lines = build_report(smoke_catalog, root)
+    assert "up to date" not in lines[-1]
+    page = Page(index.read_text())
+    assert "geometry.png" not in page.images and not (tmp_path / "report" / "geometry.png").exists()
+    assert any("geometry.zarr not found" in note for note in page.notes["geometry"])
+
+
+def test_empty_root_gives_a_page_of_notes(smoke_catalog, tmp_path):
+    lines = build_report(smoke_catalog, str(tmp_path))
+    page = Page((tmp_path / "report" / "index.html").read_text())
+    assert lines[-1].endswith("report/index.html") and page.images == []
+    assert all(notes for notes in page.notes.values())
