@@ -1,0 +1,73 @@
+"""Extraction overhead: wall time of extracting a model into its store over the same model's bare
+forward passes on the same stimuli (no writing), and bytes on disk per stored value.
+
+    .venv/bin/python bench/extract.py [--profile demo] [--arch xu_cnn --arch alexnet ...] [--repeats 2]
+
+Target: ratio <= 1.10 on CPU. Untrained checkpoints (timing does not depend on the weights).
+"""
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+
+import torch
+
+from actstore.catalog import Catalog, deep_merge, load_catalog
+from actstore.extract import checkpoint_folder, extract_models, generate_stimuli, open_or_create, zoo_sizes
+from actstore.features import batched_features, resolve_device
+from actstore.models import build_twin, load_checkpoint, save_checkpoint
+from actstore.store.root import filesystem
+
+
+def bare_forward_s(twin, frames, batch_size: int, device: str) -> float:
+    """Seconds for the twin's own features() over every batch, results discarded."""
+    twin.eval().to(device)
+    started = time.perf_counter()
+    with torch.inference_mode():
+        for first in range(0, len(frames), batch_size):
+            twin.features(torch.from_numpy(frames[first:first + batch_size]).to(device).unsqueeze(2))
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--profile", default="demo")
+    parser.add_argument("--arch", action="append", default=None)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args()
+    archs = args.arch or ["xu_cnn", "alexnet", "resnet18"]
+    base = load_catalog(profile=args.profile)
+    catalog = Catalog(base.path, base.profile, deep_merge(base.cfg, {"zoo": {"archs": archs, "seeds": [0]}}))
+    device = resolve_device(args.device)
+    batch_size = catalog["extract"]["batch_size"]
+    sizes = zoo_sizes(catalog)
+    with tempfile.TemporaryDirectory() as root:
+        recipe = catalog.recipe("tuning_grid")
+        shas = {(a, 0): save_checkpoint(build_twin(a, **sizes, seed=0), checkpoint_folder(root, a, 0)) for a in archs}
+        started = time.perf_counter()
+        store = open_or_create(catalog, root, recipe, lambda: generate_stimuli(catalog, root, recipe), rebuild=False)
+        frames = store.frames()
+        print(f"tuning_grid ({args.profile}): {len(frames)} stimuli, encoder_dim {sizes['encoder_dim']}, "
+              f"hidden_dim {sizes['hidden_dim']}, batch {batch_size}, {device}, torch threads "
+              f"{torch.get_num_threads()}; store created in {time.perf_counter() - started:.1f} s")
+        print(f"{'arch':<16}{'bare s':>9}{'extract s':>11}{'ratio':>8}{'B/value':>9}")
+        fs, path = filesystem(store.url)
+        for arch in archs:
+            twin, _ = load_checkpoint(checkpoint_folder(root, arch, 0))
+            list(batched_features(twin, frames[:batch_size], batch_size, device, 5))  # warm-up
+            bare, full = [], []
+            for _ in range(args.repeats):
+                bare.append(bare_forward_s(twin, frames, batch_size, device))
+                started = time.perf_counter()
+                extract_models(store, root, [((arch, 0), "bench")], shas, sizes, device, batch_size)
+                full.append(time.perf_counter() - started)
+            i = store.archs.index(arch)
+            stored = sum(fs.du(f"{path}/{space}/c/{i}", total=True) for space in store.spaces)
+            values = sum(store.group[space][i, 0].size for space in store.spaces)
+            print(f"{arch:<16}{min(bare):>9.2f}{min(full):>11.2f}{min(full) / min(bare):>8.3f}{stored / values:>9.2f}")
+
+
+if __name__ == "__main__":
+    main()
