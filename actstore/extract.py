@@ -57,12 +57,23 @@ def zoo_sizes(catalog: Catalog) -> dict[str, int]:
     return {"encoder_dim": int(catalog["zoo"]["encoder_dim"]), "hidden_dim": int(catalog["zoo"]["hidden_dim"])}
 
 
+def data_identity(catalog: Catalog, root: str, recipe: dict) -> str:
+    """The prepared data's fingerprint for recipes drawn from recordings ('' for synthetic stimuli)."""
+    from actstore.stimuli import needs_reference
+
+    if not needs_reference(recipe):
+        return ""
+    from actstore.data import data_fingerprint
+
+    return data_fingerprint(catalog, root)
+
+
 def generate_stimuli(catalog: Catalog, root: str, recipe: dict) -> xr.Dataset:
     """The recipe's stimulus Dataset (reference clips draw on the reference session's frames)."""
-    from actstore.stimuli import generate
+    from actstore.stimuli import generate, needs_reference
 
     reference = None
-    if recipe.get("kind") == "reference_clips":
+    if needs_reference(recipe):
         from actstore.data import load_sessions
 
         reference = load_sessions(catalog, root)[catalog["data"]["reference_session"]].frames
@@ -82,6 +93,7 @@ def open_or_create(catalog: Catalog, root: str, recipe: dict, stimuli_fn: Any, r
     `stimuli_fn()` returns the stimulus Dataset (only called when a store is created).
     """
     name, rhash = recipe["name"], canonical_hash(recipe)
+    data = data_identity(catalog, root, recipe)
     url = store_path(root, name)
     fs, path = filesystem(url)
     config = zoo_sizes(catalog)
@@ -89,17 +101,20 @@ def open_or_create(catalog: Catalog, root: str, recipe: dict, stimuli_fn: Any, r
         fs.rm(path, recursive=True)
     if fs.exists(path):
         store = ActivationStore(url)
-        if store.attrs.get("recipe_hash") != rhash:
-            raise UserError(f"{url}: written by another version of recipe {name!r} (hash "
-                            f"{str(store.attrs.get('recipe_hash'))[:12]}, now {rhash[:12]}); "
-                            f"rerun `actstore extract --recipe {name} --rebuild` to replace it")
-        sizes = {k: store.group[s.name].shape[-1] for s, k in zip(SPACES, ("encoder_dim", "hidden_dim"))}
-        if sizes != config:
-            raise UserError(f"{url}: holds {sizes}, the catalog's zoo has {config}; "
-                            f"rerun `actstore extract --recipe {name} --rebuild` to replace it")
+        sizes = {s.size_key: store.group[s.name].shape[-1] for s in SPACES}
+        mismatch = [
+            f"written by another version of recipe {name!r} (hash {str(store.attrs.get('recipe_hash'))[:12]}, "
+            f"now {rhash[:12]})" if store.attrs.get("recipe_hash") != rhash else "",
+            f"drawn from other recorded data (fingerprint {str(store.attrs.get('data_fingerprint'))[:12]}, "
+            f"now {data[:12]})" if store.attrs.get("data_fingerprint", "") != data else "",
+            f"holds {sizes}, the catalog's zoo has {config}" if sizes != config else "",
+        ]
+        for why in filter(None, mismatch):
+            raise UserError(f"{url}: {why}; rerun `actstore extract --recipe {name} --rebuild` to replace it")
         return store
     stimuli = stimuli_fn()
-    attrs = {"recipe_name": name, "recipe_hash": rhash, "recipe_yaml": yaml.safe_dump(recipe, sort_keys=True)}
+    attrs = {"recipe_name": name, "recipe_hash": rhash, "recipe_yaml": yaml.safe_dump(recipe, sort_keys=True),
+             "data_fingerprint": data}
     target = int(catalog["extract"]["chunk_mb"] * 2**20)
     return ActivationStore.create(url, stimuli, catalog.models, space_dims(stimuli, config), attrs, target)
 

@@ -51,7 +51,7 @@ def stimulus_dims(stimuli: xr.Dataset) -> tuple[str, ...]:
 
 def _strings_as_objects(var: xr.Variable) -> xr.Variable:
     """Text as variable-length strings (Zarr's stable `string` type, not fixed-width UTF-32)."""
-    if var.dtype.kind in "UT" or var.dtype.kind == "O":
+    if var.dtype.kind in "UTO":
         return var.astype(object)
     return var
 
