@@ -136,20 +136,23 @@ def test_figures_have_labelled_axes_and_show_the_analyses_numbers(smoke_catalog,
 
 def test_missing_inputs_become_notes_and_changed_inputs_rebuild(smoke_root, smoke_catalog, tmp_path):
     root = copy_parts(smoke_root, tmp_path, parts=("analysis",))  # no data: no ground truth
-    shutil.rmtree(tmp_path / "analysis" / "probes.zarr")
+    for name in ("probes", "summary"):
+        shutil.rmtree(tmp_path / "analysis" / f"{name}.zarr")
     build_report(smoke_catalog, root)
     index = tmp_path / "report" / "index.html"
     page = Page(index.read_text())
-    assert {src[:-4] for src in page.images} == FIGURES - PROBE_SECTIONS - {"ground-truth"}
+    assert sorted(page.images) == ["geometry.png", "neural.png", "tuning.png"]
     assert all((tmp_path / "report" / src).is_file() for src in page.images)
     for key in PROBE_SECTIONS:
         assert any("probes.zarr not found" in note for note in page.notes[key])
+    for key in ("scatter-prediction-probes", "results"):
+        assert any("summary.zarr not found" in note for note in page.notes[key])
     assert any("ground truth" in note for note in page.notes["ground-truth"])
     shutil.rmtree(tmp_path / "analysis" / "geometry.zarr")
     lines = build_report(smoke_catalog, root)
     assert "up to date" not in lines[-1]
     page = Page(index.read_text())
-    assert "geometry.png" not in page.images and not (tmp_path / "report" / "geometry.png").exists()
+    assert sorted(page.images) == ["neural.png", "tuning.png"] and not (tmp_path / "report" / "geometry.png").exists()
     assert any("geometry.zarr not found" in note for note in page.notes["geometry"])
 
 

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 VERSION = "report/1"
 ANALYSES = ("neural", "tuning", "probes", "geometry", "summary")
 INPUTS_FILE = "inputs.json"
-DPI = 110
+DPI = 100
 
 
 def report_path(root: str) -> str:

@@ -36,7 +36,7 @@ TUNING_PANELS = (
     ("nr_c50", "qc_contrast", "c50 (grating contrast)", True),
 )
 ACC_LABEL = "accuracy (fraction correct)"
-SPACE_TITLES = {"gru": "GRU final state", "encoder": "encoder output (last frame)"}
+SPACE_TITLES = {"gru": "GRU final state", "encoder": "Encoder output (last frame)"}
 
 
 def figure(nrows: int = 1, ncols: int = 1, width: float = 4.2, height: float = 3.4) -> tuple[Figure, np.ndarray]:
@@ -52,18 +52,22 @@ def figure(nrows: int = 1, ncols: int = 1, width: float = 4.2, height: float = 3
 
 def plain_log(ax: Axes, which: str = "both") -> None:
     """Log scale on the x and/or y axis with plain-number tick labels (0.05, not 5 x 10^-2); minor ticks
-    are labelled at 2, 3 and 5 x 10^k only, so labels never crowd."""
+    are labelled at 2, 3, 4, 6 x 10^k inside one decade, at 2 and 5 x 10^k on wider axes."""
     from matplotlib.ticker import FuncFormatter
 
-    def minor(x: float, _pos: int) -> str:
-        mantissa = round(x / 10 ** np.floor(np.log10(x)), 6) if x > 0 else 0
-        return f"{x:g}" if mantissa in (2, 3, 5) else ""
+    def minor_formatter(axis) -> FuncFormatter:
+        def label(x: float, _pos: int) -> str:
+            lo, hi = sorted(axis.get_view_interval())
+            subs = (2, 3, 4, 6) if lo > 0 and hi / lo < 10 else (2, 5)
+            mantissa = round(x / 10 ** np.floor(np.log10(x)), 6) if x > 0 else 0
+            return f"{x:g}" if mantissa in subs else ""
+        return FuncFormatter(label)
 
     for name in ("x", "y") if which == "both" else (which,):
         axis = getattr(ax, f"{name}axis")
         getattr(ax, f"set_{name}scale")("log")
         axis.set_major_formatter(FuncFormatter(lambda x, _pos: f"{x:g}"))
-        axis.set_minor_formatter(FuncFormatter(minor))
+        axis.set_minor_formatter(minor_formatter(axis))
 
 
 def arch_colors(archs: list[str]) -> dict[str, tuple]:
@@ -235,7 +239,7 @@ def eigenspectra(geometry: xr.Dataset) -> Figure:
                     r = rank[window]
                     ax.plot(r, np.exp(c - a * np.log(r)), "--", color=colors[arch], lw=1)
         ax.axvspan(lo, min(hi, rank[-1]), color="grey", alpha=0.1, lw=0)
-        ax.set_xscale("log")
+        plain_log(ax, "x")
         ax.set_yscale("log")
         ax.set_xlabel("PC rank")
         ax.set_ylabel("eigenvalue (variance, standardized units)")
@@ -257,6 +261,8 @@ def cross_model_scatter(table: xr.Dataset, stats: xr.Dataset, pairs: list[tuple[
                         ncols: int = 4) -> Figure:
     """One panel per (x, y) column pair: architecture means +- SD over seeds, the OLS trend line, and
     Pearson r and p over the architecture means (`stats` = the pair statistics at level 'arch')."""
+    from matplotlib.ticker import MaxNLocator
+
     colors = arch_colors([str(a) for a in table["arch"].values])
     ncols = min(len(pairs), ncols)
     nrows = int(np.ceil(len(pairs) / ncols))
@@ -278,6 +284,7 @@ def cross_model_scatter(table: xr.Dataset, stats: xr.Dataset, pairs: list[tuple[
             x = np.linspace(xm[ok].min(), xm[ok].max(), 2)
             ax.plot(x, float(s["slope"]) * x + float(s["intercept"]), "-", color="k", lw=1)
         ax.set_title(_pair_text(stats, pair), fontsize=9)
+        ax.xaxis.set_major_locator(MaxNLocator(4))
         ax.set_xlabel(COLUMN_LABELS.get(xc, xc), fontsize=8)
         ax.set_ylabel(COLUMN_LABELS.get(yc, yc), fontsize=8)
     if shown:
