@@ -161,3 +161,8 @@ def test_empty_root_gives_a_page_of_notes(smoke_catalog, tmp_path):
     page = Page((tmp_path / "report" / "index.html").read_text())
     assert lines[-1].endswith("report/index.html") and page.images == []
     assert all(notes for notes in page.notes.values())
+    assert "up to date" in build_report(smoke_catalog, str(tmp_path))[-1]
+    # a report folder without its inputs record (as a half-copied one would be) is never taken as current
+    (tmp_path / "report" / "inputs.json").unlink()
+    assert build_report(smoke_catalog, str(tmp_path))[-1] == f"report: wrote {tmp_path}/report/index.html"
+    assert (tmp_path / "report" / "inputs.json").is_file()
