@@ -3,8 +3,9 @@
 Convention: a probe minimises  mean_i loss(x_i W + b, y_i) + (l2 / 2) * ||W||^2  (bias not penalised),
 with softmax cross-entropy for K > 2 classes and one-logit binary cross-entropy for K = 2. With n training
 samples this is scikit-learn's LogisticRegression(C=C) for  l2 = 1 / (C * n)  (i.e. C = 1 / (l2 * n)).
-All (model, l2) problems share labels and are independent, so L-BFGS on the sum of their losses solves each
-one (the gradient of the sum is, block by block, each problem's own gradient; the stop test is on its max).
+All (model, l2) problems share labels and are independent: one batched L-BFGS (`batched_lbfgs`) runs them
+together, each with its own curvature history, step size and stop test, every loss and gradient evaluated
+for all problems in one pass (batched matmuls over models, autograd for the gradient).
 """
 from __future__ import annotations
 
@@ -61,7 +62,7 @@ def _mean_loss(z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 
 def fit_probes(features: np.ndarray, labels: np.ndarray, n_classes: int, l2: np.ndarray,
-               max_iter: int = 500, tolerance: float = 1e-6) -> Probes:
+               max_iter: int = 200, tolerance: float = 1e-6) -> Probes:
     """Fit M x L probes: features (M, n, F), labels (n,) in 0..n_classes-1 shared by all models, l2 (L,).
 
     Deterministic (zero start, float64). Features are centred internally for conditioning; the
@@ -76,22 +77,76 @@ def fit_probes(features: np.ndarray, labels: np.ndarray, n_classes: int, l2: np.
     xc = x - mean
     m, _, f = x.shape
     k = 1 if n_classes == 2 else n_classes
-    weight = torch.zeros(m, len(lam), f, k, dtype=torch.float64, requires_grad=True)
-    bias = torch.zeros(m, len(lam), k, dtype=torch.float64, requires_grad=True)
-    opt = torch.optim.LBFGS([weight, bias], lr=1.0, max_iter=max_iter, history_size=20,
-                            tolerance_grad=tolerance, tolerance_change=1e-15, line_search_fn="strong_wolfe")
+    shape = (m, len(lam))
 
-    def closure() -> torch.Tensor:
-        opt.zero_grad()
-        loss = _mean_loss(_logits(xc, weight, bias), y) + 0.5 * lam * (weight**2).sum((2, 3))
-        total = loss.sum()
-        total.backward()
-        return total
+    def objective(theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-problem loss (P,) and gradient (P, D) at theta (P, D) = flattened [W (F*K), b (K)]."""
+        theta = theta.detach().requires_grad_(True)
+        w = theta[:, : f * k].reshape(*shape, f, k)
+        b = theta[:, f * k:].reshape(*shape, k)
+        loss = (_mean_loss(_logits(xc, w, b), y) + 0.5 * lam * (w**2).sum((2, 3))).reshape(-1)
+        (grad,) = torch.autograd.grad(loss.sum(), theta)
+        return loss.detach(), grad
 
-    opt.step(closure)
-    w = weight.detach()
-    b = bias.detach() - torch.einsum("mf,mlfk->mlk", mean[:, 0], w)
+    theta = batched_lbfgs(objective, torch.zeros(m * len(lam), (f + 1) * k, dtype=torch.float64),
+                          max_iter=max_iter, tolerance=tolerance)
+    w = theta[:, : f * k].reshape(*shape, f, k)
+    b = theta[:, f * k:].reshape(*shape, k) - torch.einsum("mf,mlfk->mlk", mean[:, 0], w)
     return Probes(w, b)
+
+
+def batched_lbfgs(objective, theta: torch.Tensor, max_iter: int = 200, tolerance: float = 1e-6,
+                  history: int = 10, max_halvings: int = 40) -> torch.Tensor:
+    """Minimise P independent smooth convex problems at once: each row of theta (P, D) keeps its own
+    L-BFGS history and its own backtracking (Armijo) step, and stops when its max |gradient| <= tolerance.
+    `objective(theta)` returns the per-row loss (P,) and gradient (P, D)."""
+    p, d = theta.shape
+    s_hist = torch.zeros(history, p, d, dtype=theta.dtype)
+    y_hist = torch.zeros(history, p, d, dtype=theta.dtype)
+    rho = torch.zeros(history, p, dtype=theta.dtype)
+    loss, grad = objective(theta)
+    active = grad.abs().amax(1) > tolerance
+    for it in range(max_iter):
+        if not active.any():
+            break
+        order = [(it - 1 - j) % history for j in range(min(it, history))]  # newest first
+        q = grad.clone()
+        alphas = []
+        for j in order:
+            a = rho[j] * (s_hist[j] * q).sum(1)
+            q -= a[:, None] * y_hist[j]
+            alphas.append(a)
+        if order:
+            sy, yy = (s_hist[order[0]] * y_hist[order[0]]).sum(1), (y_hist[order[0]] ** 2).sum(1)
+            q *= torch.where(rho[order[0]] > 0, sy / yy.clamp_min(1e-300), 1.0)[:, None]
+        else:
+            q /= grad.abs().sum(1).clamp_min(1.0)[:, None]  # first step: at most unit length
+        for j, a in zip(reversed(order), reversed(alphas)):
+            q += s_hist[j] * (a - rho[j] * (y_hist[j] * q).sum(1))[:, None]
+        direction = -q
+        slope = (grad * direction).sum(1)
+        uphill = slope >= 0  # a stale curvature pair: fall back to steepest descent
+        direction[uphill] = -grad[uphill]
+        slope = torch.where(uphill, -(grad**2).sum(1), slope)
+        direction[~active] = 0
+        step = torch.ones(p, dtype=theta.dtype)
+        for _ in range(max_halvings):
+            new_loss, new_grad = objective(theta + step[:, None] * direction)
+            ok = ~active | (new_loss <= loss + 1e-4 * step * slope)
+            if ok.all():
+                break
+            step = torch.where(ok, step, step / 2)
+        stuck = ~ok  # no decrease even at a tiny step: numerically converged
+        change = step[:, None] * direction
+        change[stuck] = 0
+        new_loss, new_grad = torch.where(stuck, loss, new_loss), torch.where(stuck[:, None], grad, new_grad)
+        slot = it % history
+        s_hist[slot], y_hist[slot] = change, new_grad - grad
+        sy = (change * (new_grad - grad)).sum(1)
+        rho[slot] = torch.where(sy > 1e-12, 1.0 / sy.clamp_min(1e-12), 0.0)
+        theta, loss, grad = theta + change, new_loss, new_grad
+        active = active & ~stuck & (grad.abs().amax(1) > tolerance)
+    return theta
 
 
 def log_loss(probes: Probes, features: np.ndarray, labels: np.ndarray) -> np.ndarray:
