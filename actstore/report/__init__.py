@@ -132,8 +132,9 @@ def _geometry(found: dict, sections: list, figures: dict) -> None:
 
     ds = found["geometry"]
     s = Section("geometry", "Population geometry: eigenspectra",
-                "PCA eigenspectra of the standardized GRU final state and encoder output over the reference clips, "
-                "one line per model; dashed: the fitted power law lambda ~ rank^-alpha over the shaded rank window.")
+                "PCA eigenspectra of the standardized GRU final state and encoder output over the reference clips; "
+                "one line per architecture (geometric mean over seeds); dashed: the power law lambda ~ rank^-alpha "
+                "with the seeds' mean fitted alpha, over the shaded rank window.")
     if ds is None:
         s.notes.append(_missing("geometry", "analyze geometry"))
     elif not _has(ds, "eigenvalues"):

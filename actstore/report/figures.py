@@ -136,16 +136,17 @@ def orientation_curves(probes: xr.Dataset) -> Figure:
     sizes = probes["train_size"].values.astype(float)
     chance = float(probes.attrs.get("orientation_chance", np.nan))
     fig, axes = figure(1, 2, height=3.8)
-    for ax, test, title in zip(axes[0], ("id", "ood"), ("In distribution", "Out of distribution")):
+    for ax, test, title in zip(axes[0], ("id", "ood"), ("in distribution (ID)", "out of distribution (OOD)")):
         _curve_panel(ax, probes[f"orientation_acc_{test}"], "train_size", sizes, colors)
         if np.isfinite(chance):
             ax.axhline(chance, color="grey", ls="--", lw=1, label="chance")
         ax.set_xscale("log", base=2)
-        ax.set_xticks(sizes, [f"{s:g}" for s in sizes])
+        ax.set_xticks(sizes, [f"{s:g}" for s in sizes], rotation=45 if len(sizes) > 6 else 0)
         ax.set_xlabel("training set size (images, class-balanced)")
         ax.set_ylabel(ACC_LABEL)
-        ax.set_title(f"Orientation (8-way): {title}")
-    axes[0, -1].legend(fontsize=7, loc="best")
+        ax.set_title(title)
+    fig.legend(*axes[0, 0].get_legend_handles_labels(), loc="outside right upper", fontsize=7)
+    fig.suptitle("Orientation probe (8-way, encoder output)")
     return fig
 
 
@@ -212,32 +213,30 @@ def tuning_distributions(tuning: xr.Dataset) -> Figure:
 
 
 def eigenspectra(geometry: xr.Dataset) -> Figure:
-    """PCA eigenspectra of the GRU state and encoder output per model (log-log), each with its fitted power
-    law (dashed) over the fit window (shaded); legend gives alpha per architecture (mean over seeds)."""
+    """PCA eigenspectra of the GRU state and encoder output (log-log), one line per architecture (the geometric
+    mean over seeds), with the power law of the seeds' mean fitted alpha (dashed) over the fit window (shaded).
+    With one seed each line and its dashed fit are exactly that model's."""
     colors = arch_colors([str(a) for a in geometry["arch"].values])
     lo, hi = (int(r) for r in geometry.attrs.get("ranks", (20, 200)))
     spaces = [str(s) for s in geometry["space"].values]
     fig, axes = figure(1, len(spaces), width=4.8, height=4.0)
     rank = geometry["rank"].values.astype(float)
     for ax, space in zip(axes[0], spaces):
-        alpha = geometry[f"alpha_{space}"]
         for arch in _archs(geometry["eigenvalues"].sel(space=space)):
-            a_mean = float(np.nanmean(alpha.sel(arch=arch).values))
-            label = f"{arch} (\u03b1 = {a_mean:.2f})"
-            for seed in geometry["seed"].values:
-                lam = geometry["eigenvalues"].sel(space=space, arch=arch, seed=seed).values.astype(float)
-                a = float(alpha.sel(arch=arch, seed=seed))
-                ok = np.isfinite(lam) & (lam > 0)
-                if not ok.any():
-                    continue
-                ax.plot(rank[ok], lam[ok], color=colors[arch], lw=1.2, label=label)
-                label = None
-                window = ok & (rank >= lo) & (rank <= hi)
-                if np.isfinite(a) and window.sum() >= 2:
-                    # the OLS line of ln lambda on ln rank with slope -alpha passes through the window's mean point
-                    c = np.mean(np.log(lam[window]) + a * np.log(rank[window]))
-                    r = rank[window]
-                    ax.plot(r, np.exp(c - a * np.log(r)), "--", color=colors[arch], lw=1)
+            lam = geometry["eigenvalues"].sel(space=space, arch=arch).transpose("seed", "rank").values.astype(float)
+            lam = lam[np.isfinite(lam).any(1)]  # seeds with a spectrum
+            ok = (np.isfinite(lam) & (lam > 0)).all(0)
+            if not ok.any():
+                continue
+            mean = np.full(len(rank), np.nan)
+            mean[ok] = np.exp(np.log(lam[:, ok]).mean(0))
+            a = float(np.nanmean(geometry[f"alpha_{space}"].sel(arch=arch).values))
+            ax.plot(rank[ok], mean[ok], color=colors[arch], lw=1.3, label=f"{arch} (\u03b1 = {a:.2f})")
+            window = ok & (rank >= lo) & (rank <= hi)
+            if np.isfinite(a) and window.sum() >= 2:
+                # the OLS line of ln lambda on ln rank with slope -alpha passes through the window's mean point
+                c = np.mean(np.log(mean[window]) + a * np.log(rank[window]))
+                ax.plot(rank[window], np.exp(c - a * np.log(rank[window])), "--", color=colors[arch], lw=1)
         ax.axvspan(lo, min(hi, rank[-1]), color="grey", alpha=0.1, lw=0)
         plain_log(ax, "x")
         ax.set_yscale("log")
