@@ -100,3 +100,33 @@ def test_stats_job_table_csv_and_staleness(tmp_path):
     assert job.run(catalog, root) == ["stats: up to date"]
     (tmp_path / "analysis" / "summary.csv").unlink()
     assert job.run(catalog, root)[-1].startswith("stats: wrote")  # a lost CSV is rewritten
+
+
+def test_real_smoke_chain(smoke_root, smoke_catalog):
+    """Probes, geometry and stats over stores the real pipeline extracted from trained smoke twins."""
+    from actstore.jobs import geometry, probes
+
+    probes_ds = open_analysis(smoke_root, "probes").load()
+    geometry_ds = open_analysis(smoke_root, "geometry").load()
+    models = smoke_catalog.models
+    for arch, seed in models:
+        one = probes_ds.sel(arch=arch, seed=seed)
+        for name in ("orientation_acc_id", "orientation_acc_ood", "contrast_bacc", "rdk_acc",
+                     "orientation_auc_adj_id", "contrast_auc", "rdk_auc"):
+            assert np.isfinite(one[name].values).all(), name
+        for name in ("orientation_acc_id", "contrast_bacc", "rdk_acc", "contrast_auc", "rdk_auc"):
+            assert ((one[name].values >= 0) & (one[name].values <= 1)).all(), name
+        lam = geometry_ds["eigenvalues"].sel(space="gru", arch=arch, seed=seed).values
+        assert np.all(np.diff(lam[np.isfinite(lam)]) <= 1e-12)
+        assert np.isfinite(geometry_ds["alpha_gru"].sel(arch=arch, seed=seed))
+    assert set(probes_ds["train_size"].values) <= set(smoke_catalog["analysis"]["probes"]["orientation_train_sizes"])
+    assert geometry_ds.sizes["rank"] <= smoke_catalog["analysis"]["geometry"]["n_components"]
+    table = pd.read_csv(f"{smoke_root}/analysis/summary.csv").set_index(["arch", "seed"])
+    assert len(table) == len(models)
+    for arch, seed in models:
+        assert table.loc[(arch, seed), "orientation_ood"] == pytest.approx(
+            float(probes_ds["orientation_ood"].sel(arch=arch, seed=seed)))
+        assert np.isfinite(table.loc[(arch, seed), "neural_r"])
+    assert probes.run(smoke_catalog, smoke_root) == ["probes: up to date"]
+    assert geometry.run(smoke_catalog, smoke_root) == ["geometry: up to date"]
+    assert job.run(smoke_catalog, smoke_root) == ["stats: up to date"]
