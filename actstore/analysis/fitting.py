@@ -28,20 +28,22 @@ class Fit:
 
 
 def least_squares(model: Model, x: np.ndarray, y: np.ndarray, p0: np.ndarray, lower: np.ndarray,
-                  upper: np.ndarray, max_iter: int = 200, ftol: float = 1e-10,
-                  xtol: float = 1e-10, lam0: float = 3.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                  upper: np.ndarray, max_iter: int = 200, ftol: float = 1e-8,
+                  xtol: float = 1e-8, lam0: float = 3.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Minimise sum (model(x, p) - y)^2 for every row of y (B, M) from p0 (B, P) inside [lower, upper].
 
-    Returns (params (B, P), cost (B,), converged (B,) bool). `lam0`, the initial damping, is
-    cautious on purpose: a small first step keeps starts from jumping onto the bounds.
+    Returns (params (B, P), cost (B,), converged (B,) bool). Stops like scipy's defaults (relative
+    cost drop or step below ftol / xtol). `lam0`, the initial damping, is cautious on purpose: a
+    small first step keeps starts from jumping onto the bounds.
     """
     lower, upper = np.broadcast_to(lower, p0.shape), np.broadcast_to(upper, p0.shape)
     p = np.clip(np.asarray(p0, dtype=np.float64), lower, upper)
     pred, jac = model(x, p)
     r = pred - y
     cost = np.einsum("bm,bm->b", r, r)
-    lam = np.full(len(p), lam0)
+    lam = np.full(len(p), float(lam0))
     converged = np.zeros(len(p), dtype=bool)
+    exact = 1e-20 * np.einsum("bm,bm->b", y, y) + 1e-300  # a fit at rounding level needs no more steps
     active = np.flatnonzero(np.isfinite(cost))
     eye = np.eye(p.shape[1], dtype=bool)
     for _ in range(max_iter):
@@ -53,11 +55,11 @@ def least_squares(model: Model, x: np.ndarray, y: np.ndarray, p0: np.ndarray, lo
         hess = jt @ ja
         frozen = ((pa <= lo) & (grad > 0)) | ((pa >= hi) & (grad < 0))
         diag = np.einsum("bpp->bp", hess)
-        scale = np.maximum(diag, 1e-12 * diag.max(axis=1, keepdims=True) + 1e-300)
-        system = hess + (lam[active, None] * scale)[:, :, None] * eye
+        d = np.sqrt(np.maximum(diag, 1e-12 * diag.max(axis=1, keepdims=True) + 1e-300))  # Marquardt scaling
         keep = ~frozen
+        system = hess / (d[:, :, None] * d[:, None, :]) + lam[active, None, None] * eye
         system = system * (keep[:, :, None] & keep[:, None, :]) + eye * frozen[:, :, None]
-        step = np.linalg.solve(system, -(grad * keep)[..., None])[..., 0]
+        step = _solve(system, -(grad * keep) / d) / d
         trial = np.clip(pa + step, lo, hi)
         pred_t, jac_t = model(x, trial)
         r_t = pred_t - y[active]
@@ -67,14 +69,22 @@ def least_squares(model: Model, x: np.ndarray, y: np.ndarray, p0: np.ndarray, lo
         small_drop = (cost[idx] - cost_t[better]) <= ftol * cost[idx]
         small_step = np.all(np.abs(trial[better] - pa[better]) <= xtol * (np.abs(pa[better]) + xtol), axis=1)
         p[idx], r[idx], jac[idx], cost[idx] = trial[better], r_t[better], jac_t[better], cost_t[better]
-        lam[idx] = np.maximum(lam[idx] * 0.2, 1e-12)
+        lam[idx] = np.maximum(lam[idx] * 0.2, 1e-9)
         worse = active[~better]
         lam[worse] *= 8.0
         converged[idx[small_drop | small_step]] = True
         converged[worse[lam[worse] > 1e12]] = True
-        converged[active[cost[active] <= 1e-30]] = True
+        converged[active[cost[active] <= exact[active]]] = True
         active = active[~converged[active]]
     return p, cost, converged
+
+
+def _solve(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Batched a x = b; the pseudo-inverse where a stack is numerically singular (rank-deficient fits)."""
+    try:
+        return np.linalg.solve(a, b[..., None])[..., 0]
+    except np.linalg.LinAlgError:
+        return (np.linalg.pinv(a) @ b[..., None])[..., 0]
 
 
 def best_fit(model: Model, x: np.ndarray, y: np.ndarray, starts: np.ndarray, lower: np.ndarray,
@@ -92,9 +102,9 @@ def best_fit(model: Model, x: np.ndarray, y: np.ndarray, starts: np.ndarray, low
         if not ok.any():
             return Fit(params, r2, success)
         yv = y[ok]
-        rep = lambda a: np.repeat(a[ok], s, axis=0)  # noqa: E731 - rows per (curve, start)
-        p, cost, conv = least_squares(model, x, np.repeat(yv, s, axis=0), starts[ok].reshape(-1, n_par),
-                                      rep(lower), rep(upper), max_iter=max_iter)
+        p, cost, conv = least_squares(  # one row per (curve, start)
+            model, x, np.repeat(yv, s, axis=0), starts[ok].reshape(-1, n_par),
+            np.repeat(lower[ok], s, axis=0), np.repeat(upper[ok], s, axis=0), max_iter=max_iter)
         sst = np.sum((yv - yv.mean(axis=1, keepdims=True)) ** 2, axis=1)
         r2_all = (1.0 - cost.reshape(-1, s) / sst[:, None])
         r2_all = np.where(np.isfinite(r2_all), r2_all, -np.inf)
