@@ -205,3 +205,8 @@ def test_cli_query_formats_and_errors(root, tmp_path):
     assert "attribute access not allowed" in proc.stderr
     proc = _cli(root, "gois > 1", "--format", "json")
     assert proc.returncode == 2 and "did you mean gosi" in proc.stderr
+
+
+def test_job_without_a_store_skips_with_a_hint(tmp_path):
+    lines = tuning_job.run(load_catalog(profile="smoke"), str(tmp_path))
+    assert len(lines) == 1 and "skipped" in lines[0] and "actstore extract --recipe tuning_grid" in lines[0]

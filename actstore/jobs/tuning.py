@@ -14,6 +14,7 @@ import xarray as xr
 import actstore
 from actstore.analysis.tuning import FLAGS, measure
 from actstore.catalog import Catalog
+from actstore.errors import UserError
 from actstore.store.analysis import analysis_inputs, write_analysis
 
 VERSION = "tuning/1"
@@ -38,7 +39,10 @@ def model_inputs(ds: xr.Dataset) -> dict[str, dict]:
 
 def run(catalog: Catalog, root: str) -> list[str]:
     """Measure every complete model of tuning_grid.zarr at once; 'up to date' when nothing changed."""
-    ds = actstore.open_store(STORE, root)
+    try:
+        ds = actstore.open_store(STORE, root)
+    except UserError as e:  # like the other jobs: a missing input store skips, so `analyze all` goes on
+        return [f"tuning: skipped ({e})"]
     settings = dict(catalog["analysis"]["tuning"])
     inputs = {"version": VERSION, "recipe_hash": ds.attrs.get("recipe_hash"), "models": model_inputs(ds),
               "tuning": settings, "main_contrast": ds.attrs.get("main_contrast", 1.0)}
