@@ -7,15 +7,18 @@ model's chunks. A store is built under a temporary name and moved into place who
 from __future__ import annotations
 
 import hashlib
+import os
 import uuid
 import warnings
 from contextlib import contextmanager
 from math import prod
 from typing import Any, Iterator
 
+import fsspec
 import numpy as np
 import xarray as xr
 import zarr
+from fsspec.implementations.local import LocalFileSystem
 
 from actstore.errors import UserError
 from actstore.store.layout import chunk_runs, stimulus_chunks
@@ -127,11 +130,13 @@ class ActivationStore:
             "stimulus_sha256": sha256_of(template["stimulus"].values),
         }
         parent, _, base = url.rpartition("/")
-        tmp_url = f"{parent}/.{base}.{uuid.uuid4().hex[:8]}.tmp" if parent else f".{base}.{uuid.uuid4().hex[:8]}.tmp"
+        tmp_name = f".{base}.{uuid.uuid4().hex[:8]}.tmp"
+        tmp_url = f"{parent}/{tmp_name}" if parent else tmp_name
         fs, final = filesystem(url)
         tmp = filesystem(tmp_url)[1]
         with quiet_zarr():
-            template.to_zarr(zarr_location(tmp_url), mode="w-", zarr_format=3, consolidated=True, compute=False, encoding=encoding)
+            template.to_zarr(zarr_location(tmp_url), mode="w-", zarr_format=3, consolidated=True, compute=False,
+                             encoding=encoding)
         _publish(fs, tmp, final)
         return cls(url)
 
@@ -196,11 +201,8 @@ class ActivationStore:
         return str(self.group["provenance"][i, j])
 
 
-def _publish(fs, tmp: str, final: str) -> None:
+def _publish(fs: fsspec.AbstractFileSystem, tmp: str, final: str) -> None:
     """Move a finished store into place, unless one already is (then the temporary copy is dropped)."""
-    from fsspec.implementations.local import LocalFileSystem
-    import os
-
     if isinstance(fs, LocalFileSystem):
         try:
             os.rename(tmp, final)  # atomic; fails when another process published first
