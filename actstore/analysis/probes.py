@@ -77,21 +77,30 @@ def fit_probes(features: np.ndarray, labels: np.ndarray, n_classes: int, l2: np.
     xc = x - mean
     m, _, f = x.shape
     k = 1 if n_classes == 2 else n_classes
-    shape = (m, len(lam))
+    n_l2 = len(lam)
 
-    def objective(theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-problem loss (P,) and gradient (P, D) at theta (P, D) = flattened [W (F*K), b (K)]."""
+    def objective(theta: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Loss (R,) and gradient (R, D) of problems `rows` (sorted; row = model * L + l2 index) at
+        theta (R, D) = flattened [W (F*K), b (K)]. Only models with a row are evaluated, each with as many
+        strengths as its most-populated model, so converged problems stop costing anything."""
         theta = theta.detach().requires_grad_(True)
-        w = theta[:, : f * k].reshape(*shape, f, k)
-        b = theta[:, f * k:].reshape(*shape, k)
-        loss = (_mean_loss(_logits(xc, w, b), y) + 0.5 * lam * (w**2).sum((2, 3))).reshape(-1)
+        mi, li = rows // n_l2, rows % n_l2
+        models, group = torch.unique_consecutive(mi, return_inverse=True)
+        counts = torch.bincount(group)
+        pos = torch.arange(len(rows)) - (torch.cumsum(counts, 0) - counts)[group]
+        w = theta[:, : f * k].reshape(-1, f, k)
+        slots = (len(models), int(counts.max()))
+        wpad = torch.zeros(*slots, f, k, dtype=theta.dtype).index_put((group, pos), w)
+        bpad = torch.zeros(*slots, k, dtype=theta.dtype).index_put((group, pos), theta[:, f * k:])
+        xs = xc if len(models) == m else xc[models]
+        loss = _mean_loss(_logits(xs, wpad, bpad), y)[group, pos] + 0.5 * lam[li] * (w**2).sum((1, 2))
         (grad,) = torch.autograd.grad(loss.sum(), theta)
         return loss.detach(), grad
 
-    theta = batched_lbfgs(objective, torch.zeros(m * len(lam), (f + 1) * k, dtype=torch.float64),
+    theta = batched_lbfgs(objective, torch.zeros(m * n_l2, (f + 1) * k, dtype=torch.float64),
                           max_iter=max_iter, tolerance=tolerance)
-    w = theta[:, : f * k].reshape(*shape, f, k)
-    b = theta[:, f * k:].reshape(*shape, k) - torch.einsum("mf,mlfk->mlk", mean[:, 0], w)
+    w = theta[:, : f * k].reshape(m, n_l2, f, k)
+    b = theta[:, f * k:].reshape(m, n_l2, k) - torch.einsum("mf,mlfk->mlk", mean[:, 0], w)
     return Probes(w, b)
 
 
@@ -99,12 +108,13 @@ def batched_lbfgs(objective, theta: torch.Tensor, max_iter: int = 200, tolerance
                   history: int = 10, max_halvings: int = 40) -> torch.Tensor:
     """Minimise P independent smooth convex problems at once: each row of theta (P, D) keeps its own
     L-BFGS history and its own backtracking (Armijo) step, and stops when its max |gradient| <= tolerance.
-    `objective(theta)` returns the per-row loss (P,) and gradient (P, D)."""
+    `objective(theta[rows], rows)` returns the loss (R,) and gradient (R, D) of the given rows; only rows
+    still being optimized are evaluated."""
     p, d = theta.shape
     s_hist = torch.zeros(history, p, d, dtype=theta.dtype)
     y_hist = torch.zeros(history, p, d, dtype=theta.dtype)
     rho = torch.zeros(history, p, dtype=theta.dtype)
-    loss, grad = objective(theta)
+    loss, grad = objective(theta, torch.arange(p))
     active = grad.abs().amax(1) > tolerance
     for it in range(max_iter):
         if not active.any():
@@ -130,16 +140,20 @@ def batched_lbfgs(objective, theta: torch.Tensor, max_iter: int = 200, tolerance
         slope = torch.where(uphill, -(grad**2).sum(1), slope)
         direction[~active] = 0
         step = torch.ones(p, dtype=theta.dtype)
+        new_loss, new_grad = loss.clone(), grad.clone()
+        pending = active.clone()
         for _ in range(max_halvings):
-            new_loss, new_grad = objective(theta + step[:, None] * direction)
-            ok = ~active | (new_loss <= loss + 1e-4 * step * slope)
-            if ok.all():
+            rows = pending.nonzero()[:, 0]
+            trial_loss, trial_grad = objective(theta[rows] + step[rows, None] * direction[rows], rows)
+            new_loss[rows], new_grad[rows] = trial_loss, trial_grad
+            pending[rows[trial_loss <= loss[rows] + 1e-4 * step[rows] * slope[rows]]] = False
+            if not pending.any():
                 break
-            step = torch.where(ok, step, step / 2)
-        stuck = ~ok  # no decrease even at a tiny step: numerically converged
+            step[pending] /= 2
+        stuck = pending  # no decrease even at a tiny step: numerically converged
         change = step[:, None] * direction
         change[stuck] = 0
-        new_loss, new_grad = torch.where(stuck, loss, new_loss), torch.where(stuck[:, None], grad, new_grad)
+        new_loss[stuck], new_grad[stuck] = loss[stuck], grad[stuck]
         slot = it % history
         s_hist[slot], y_hist[slot] = change, new_grad - grad
         sy = (change * (new_grad - grad)).sum(1)
