@@ -26,7 +26,7 @@ COLUMN_LABELS = {
     "f1f0_median": "median F1/F0 (ratio)",
     "c50_median": "median c50 (grating contrast)",
     "pref_sf_median": "median preferred SF (cycles/px)",
-    "alpha_gru": "GRU power-law exponent alpha",
+    "alpha_gru": "GRU power-law exponent \u03b1",
 }
 # Tuning distributions: (variable, QC flag, axis label, log scale)
 TUNING_PANELS = (
