@@ -21,14 +21,11 @@ from actstore.errors import UserError
 from actstore.features import SPACES, batched_features, resolve_device
 from actstore.models.checkpoint import load_checkpoint, read_meta
 from actstore.store.ledger import ledger_entry, model_problem
-from actstore.store.root import filesystem, join
+from actstore.store.root import filesystem
 from actstore.store.zarrstore import ActivationStore, sha256_of, store_path
+from actstore.train.evaluate import model_folder
 
 Model = tuple[str, int]
-
-
-def checkpoint_folder(root: str, arch: str, seed: int) -> str:
-    return join(root, "models", f"{arch}-s{seed}")
 
 
 def select_models(catalog: Catalog, archs: list[str] | None, seeds: list[int] | None) -> list[Model]:
@@ -44,7 +41,7 @@ def select_models(catalog: Catalog, archs: list[str] | None, seeds: list[int] | 
 
 def checkpoint_sha(root: str, arch: str, seed: int) -> str:
     """The checkpoint's sha256 from its metadata; a missing checkpoint is one clear line."""
-    folder = checkpoint_folder(root, arch, seed)
+    folder = model_folder(root, arch, seed)
     fs, path = filesystem(folder)
     if not fs.exists(f"{path}/model.json"):
         raise UserError(f"{folder}: no checkpoint for {arch}-s{seed}; "
@@ -189,9 +186,10 @@ def extract_models(store: ActivationStore, root: str, todo: list[tuple[Model, st
     try:
         for (arch, seed), reason in todo:
             started = time.perf_counter()
-            twin, _ = load_checkpoint(checkpoint_folder(root, arch, seed), expect={"arch": arch, **config})
+            folder = model_folder(root, arch, seed)
+            twin, _ = load_checkpoint(folder, expect={"arch": arch, **config})
             if tuple(twin.config["frame_shape"]) != frames.shape[-2:]:
-                raise UserError(f"{checkpoint_folder(root, arch, seed)}: model frames {twin.config['frame_shape']} "
+                raise UserError(f"{folder}: model frames {twin.config['frame_shape']} "
                                 f"differ from the {name} stimuli's {list(frames.shape[-2:])}")
             store.begin(arch, seed)
             writer.put("begin", arch, seed)

@@ -14,7 +14,8 @@ import time
 import torch
 
 from actstore.catalog import Catalog, deep_merge, load_catalog
-from actstore.extract import checkpoint_folder, extract_models, generate_stimuli, open_or_create, zoo_sizes
+from actstore.extract import extract_models, generate_stimuli, open_or_create, zoo_sizes
+from actstore.train.evaluate import model_folder
 from actstore.features import batched_features, resolve_device
 from actstore.models import build_twin, load_checkpoint, save_checkpoint
 from actstore.store.root import filesystem
@@ -45,7 +46,7 @@ def main() -> None:
     sizes = zoo_sizes(catalog)
     with tempfile.TemporaryDirectory() as root:
         recipe = catalog.recipe("tuning_grid")
-        shas = {(a, 0): save_checkpoint(build_twin(a, **sizes, seed=0), checkpoint_folder(root, a, 0)) for a in archs}
+        shas = {(a, 0): save_checkpoint(build_twin(a, **sizes, seed=0), model_folder(root, a, 0)) for a in archs}
         started = time.perf_counter()
         store = open_or_create(catalog, root, recipe, lambda: generate_stimuli(catalog, root, recipe), rebuild=False)
         frames = store.frames()
@@ -55,7 +56,7 @@ def main() -> None:
         print(f"{'arch':<16}{'bare s':>9}{'extract s':>11}{'ratio':>8}{'B/value':>9}")
         fs, path = filesystem(store.url)
         for arch in archs:
-            twin, _ = load_checkpoint(checkpoint_folder(root, arch, 0))
+            twin, _ = load_checkpoint(model_folder(root, arch, 0))
             list(batched_features(twin, frames[:batch_size], batch_size, device, 5))  # warm-up
             bare, full = [], []
             for _ in range(args.repeats):

@@ -10,7 +10,7 @@ from pathlib import Path
 import yaml
 
 from actstore.catalog import Catalog, load_catalog
-from actstore.extract import checkpoint_folder
+from actstore.train.evaluate import model_folder
 from actstore.models import build_twin, save_checkpoint
 
 REPO = Path(__file__).resolve().parent.parent
@@ -45,7 +45,7 @@ def save_zoo(catalog: Catalog, root: str, init: int = 0) -> dict[tuple[str, int]
     return {
         (arch, seed): save_checkpoint(
             build_twin(arch, encoder_dim=zoo["encoder_dim"], hidden_dim=zoo["hidden_dim"], seed=seed + init),
-            checkpoint_folder(root, arch, seed), {"note": "untrained test model"})
+            model_folder(root, arch, seed), {"note": "untrained test model"})
         for arch, seed in catalog.models
     }
 

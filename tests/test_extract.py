@@ -16,7 +16,8 @@ import torch
 import actstore
 from actstore.cli import main
 from actstore.errors import UserError
-from actstore.extract import checkpoint_folder, extract
+from actstore.extract import extract
+from actstore.train.evaluate import model_folder
 from actstore.models import build_twin, load_checkpoint, save_checkpoint
 from actstore.stimuli import generate
 from actstore.store.ledger import verify
@@ -81,13 +82,13 @@ def test_changed_checkpoint_reextracts_only_that_model(catalog, tmp_path):
     save_zoo(catalog, root)
     extract(catalog, root, "tuning_grid", device="cpu")
     alexnet_before = actstore.open_store("tuning_grid", root=root)["encoder"].sel(arch="alexnet").values
-    save_checkpoint(build_twin("xu_cnn", encoder_dim=16, hidden_dim=32, seed=7), checkpoint_folder(root, "xu_cnn", 0))
+    save_checkpoint(build_twin("xu_cnn", encoder_dim=16, hidden_dim=32, seed=7), model_folder(root, "xu_cnn", 0))
     lines = extract(catalog, root, "tuning_grid", device="cpu")
     assert lines[0].startswith("tuning_grid: xu_cnn-s0 re-extracted (checkpoint changed)")
     assert lines[1] == "tuning_grid: alexnet-s0 up to date"
     ds = actstore.open_store("tuning_grid", root=root)
     np.testing.assert_array_equal(ds["encoder"].sel(arch="alexnet").values, alexnet_before)
-    twin, _ = load_checkpoint(checkpoint_folder(root, "xu_cnn", 0))
+    twin, _ = load_checkpoint(model_folder(root, "xu_cnn", 0))
     with torch.inference_mode():
         enc = twin.eval().encode(torch.from_numpy(ds["stimulus"].values.reshape(-1, 1, 1, 60, 80)))
     np.testing.assert_allclose(ds["encoder"].sel(arch="xu_cnn", seed=0).values.reshape(-1, 16), enc[:, 0].numpy(),
@@ -140,7 +141,7 @@ def test_clips_keep_frames_and_gru_restarts_each_chunk(catalog, tmp_path):
     stimuli = generate(catalog.recipe("rdk_task"), catalog["run_seed"])
     np.testing.assert_array_equal(ds["label"].values, stimuli["label"].values)
     assert set(ds["split"].values.tolist()) == {"train", "val", "test"}
-    twin, _ = load_checkpoint(checkpoint_folder(root, "xu_cnn", 0))
+    twin, _ = load_checkpoint(model_folder(root, "xu_cnn", 0))
     clips = torch.from_numpy(stimuli["stimulus"].values[:, :, None])
     with torch.inference_mode():
         enc = twin.eval().encode(clips)

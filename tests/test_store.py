@@ -21,7 +21,8 @@ import xarray as xr
 
 import actstore
 from actstore.errors import UserError
-from actstore.extract import checkpoint_folder, extract
+from actstore.extract import extract
+from actstore.train.evaluate import model_folder
 from actstore.models import load_checkpoint
 from actstore.stimuli import generate
 from actstore.store.layout import chunk_runs, stimulus_chunks
@@ -96,7 +97,7 @@ def test_layout_values_and_frames_are_the_twins(catalog, root, extracted):
     np.testing.assert_array_equal(ds["sf"].values, stimuli["sf"].values)
     frames = torch.from_numpy(stimuli["stimulus"].values.reshape(-1, 1, 1, 60, 80))
     for arch in ("xu_cnn", "alexnet"):
-        twin, _ = load_checkpoint(checkpoint_folder(root, arch, 0))
+        twin, _ = load_checkpoint(model_folder(root, arch, 0))
         with torch.inference_mode():
             enc = twin.eval().encode(frames)
             gru = twin.recur(enc)
@@ -105,7 +106,7 @@ def test_layout_values_and_frames_are_the_twins(catalog, root, extracted):
         np.testing.assert_allclose(stored["gru"].values.reshape(-1, 32), gru.numpy(), rtol=1e-5, atol=1e-6)
     entry = json.loads(str(ds["provenance"].sel(arch="alexnet", seed=0).values))
     assert entry["checkpoint_sha256"] == json.loads(fsspec.open(
-        f"{checkpoint_folder(root, 'alexnet', 0)}/model.json").open().read())["sha256"]
+        f"{model_folder(root, 'alexnet', 0)}/model.json").open().read())["sha256"]
     assert entry["recipe_hash"] == ds.attrs["recipe_hash"] == catalog.recipe_hash("tuning_grid")
     assert {"code_version", "device", "time"} <= entry.keys()
     assert verify(extracted) == {("xu_cnn", 0): "ok", ("alexnet", 0): "ok"}
