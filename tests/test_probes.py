@@ -62,11 +62,11 @@ def test_batched_probes_match_sklearn(k):
     proto = rng.normal(size=(m, k, f))
     x = 0.6 * proto[:, y] + rng.normal(size=(m, 2 * n, f)) + 2.0  # offset: the bias must be fitted too
     grid = np.array([1e-3, 1e-2, 1e-1])
-    probes = pr.fit_probes(x[:, :n], y[:n], k, grid, tolerance=1e-9)
+    probes = pr.fit_probes(x[:, :n], y[:n], k, grid, max_iter=1000, tolerance=1e-8)
     pred = probes.predict(x[:, n:])
     for li, l2 in enumerate(grid):
         for mi in range(m):
-            sk = LogisticRegression(C=1 / (l2 * n), tol=1e-10, max_iter=10000).fit(x[mi, :n], y[:n])
+            sk = LogisticRegression(C=1 / (l2 * n), tol=1e-8, max_iter=1000).fit(x[mi, :n], y[:n])
             ours = pr.accuracy(pred[mi, li], y[n:])
             theirs = (sk.predict(x[mi, n:]) == y[n:]).mean()
             assert abs(ours - theirs) <= 0.01

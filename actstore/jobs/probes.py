@@ -148,6 +148,11 @@ def run(catalog: Catalog, root: str) -> list[str]:
         results[task] = (orientation(ds, models, cfg, catalog["run_seed"]) if task == "orientation"
                          else contrast(ds, models, cfg) if task == "contrast" else rdk(ds, models, cfg))
         key = {"orientation": "orientation_ood", "contrast": "contrast_auc", "rdk": "rdk_auc"}[task]
-        lines.append(f"probes: {task}: {len(models)} models, {key} mean {np.mean(results[task][key]):.3f}")
+        note = ""
+        if task == "orientation":
+            sizes = results[task]["train_size"]
+            skipped = [s for s in cfg["orientation_train_sizes"] if s not in sizes]
+            note = f" at n={sizes[-1]}" + (f" (sizes {skipped} skipped: pool too small)" if skipped else "")
+        lines.append(f"probes: {task}: {len(models)} models, {key} mean {np.mean(results[task][key]):.3f}{note}")
     path = write_analysis(text_as_objects(_dataset(results, done, archs, seeds)), root, "probes", as_json(inputs))
     return [*lines, f"probes: wrote {path}"]
