@@ -4,8 +4,8 @@ Convention: a probe minimises  mean_i loss(x_i W + b, y_i) + (l2 / 2) * ||W||^2 
 with softmax cross-entropy for K > 2 classes and one-logit binary cross-entropy for K = 2. With n training
 samples this is scikit-learn's LogisticRegression(C=C) for  l2 = 1 / (C * n)  (i.e. C = 1 / (l2 * n)).
 All (model, l2) problems share labels and are independent: one batched L-BFGS (`batched_lbfgs`) runs them
-together, each with its own curvature history, step size and stop test, every loss and gradient evaluated
-for all problems in one pass (batched matmuls over models, autograd for the gradient).
+together, each with its own curvature history, step size and stop test; every evaluation covers all problems
+still converging in one pass (batched matmuls over models, autograd for the gradient).
 """
 from __future__ import annotations
 
@@ -175,7 +175,7 @@ def accuracy(predicted: np.ndarray, labels: np.ndarray) -> np.ndarray:
 
 
 def fit_selected(train: np.ndarray, y_train: np.ndarray, val: np.ndarray, y_val: np.ndarray, n_classes: int,
-                 l2_grid: np.ndarray, max_iter: int = 500, tolerance: float = 1e-6) -> tuple[Probes, np.ndarray]:
+                 l2_grid: np.ndarray, max_iter: int = 200, tolerance: float = 1e-6) -> tuple[Probes, np.ndarray]:
     """Fit every strength of the grid, keep per model the best validation accuracy (ties: lower validation
     cross-entropy, then the stronger L2). Returns the chosen probes (L = 1) and the chosen l2 per model (M,)."""
     grid = np.asarray(l2_grid, dtype=np.float64)
