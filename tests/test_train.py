@@ -202,3 +202,39 @@ def test_up_to_date_model_is_skipped_and_changes_retrain_or_rescore(sessions, un
     assert all(s["n_samples"] == 100 for s in rescored["neural"].values())
     changed = loop.train_model(smoke_spec(max_epochs=1, l1=0.5), sessions, folder, torch.device("cpu"), progress=False)
     assert changed["status"] == "trained" and changed["config_hash"] != first["config_hash"]
+
+
+# ------------------------------------------------------------------ the zoo on real (synthetic) data
+
+def test_train_zoo_scores_every_model_into_neural_zarr(smoke_catalog, smoke_root):
+    import xarray as xr
+
+    from actstore.models.checkpoint import read_meta
+    from actstore.status import status_lines
+    from actstore.train import train_zoo
+
+    ds = xr.open_zarr(f"{smoke_root}/analysis/neural.zarr")
+    assert dict(ds.sizes) == {"arch": 2, "seed": 1, "mouse": 3}
+    assert list(ds["mouse"].values) == smoke_catalog["data"]["sessions"] and bool(ds["complete"].all())
+    np.testing.assert_allclose(ds["neural_r"], ds["r_neuron"].mean("mouse"))
+    np.testing.assert_allclose(ds["ceiling_fraction"], ds["r_neuron"] / ds["ceiling"])
+    assert bool((ds["ceiling"] > 0).all())  # the synthetic mouse has a noise ceiling
+    for arch, seed in smoke_catalog.models:
+        prov = read_meta(f"{smoke_root}/models/{arch}-s{seed}")["provenance"]
+        assert ds["r_neuron"].sel(arch=arch, seed=seed).values.tolist() == \
+            [prov["neural"][m]["r_neuron"] for m in smoke_catalog["data"]["sessions"]]
+        assert {"data_fingerprint", "config_hash", "code_version", "device", "epochs", "wall_time_s"} <= set(prov)
+    lines = train_zoo(smoke_catalog, smoke_root, progress=False)
+    assert lines == ["xu_cnn-s0: up to date", "alexnet-s0: up to date", "neural: up to date"]
+    model_lines = [ln for ln in status_lines(smoke_catalog, smoke_root) if ln.startswith("  model")]
+    assert len(model_lines) == 2 and all("test r" in ln and "of ceiling" in ln for ln in model_lines)
+
+
+def test_train_zoo_rejects_models_outside_the_zoo(smoke_catalog, tmp_path):
+    from actstore.errors import UserError
+    from actstore.train import train_zoo
+
+    with pytest.raises(UserError, match=r"--arch resnet18: not in zoo of profile smoke; valid: xu_cnn, alexnet"):
+        train_zoo(smoke_catalog, str(tmp_path), archs=["resnet18"])
+    with pytest.raises(UserError, match=r"--seed 7: .*valid: 0"):
+        train_zoo(smoke_catalog, str(tmp_path), seeds=[7])

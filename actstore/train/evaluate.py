@@ -6,6 +6,7 @@ covers every trained zoo model without re-running any of them.
 """
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -40,6 +41,12 @@ def predict(twin: DigitalTwin, session: Session, mouse: str, targets: np.ndarray
     return np.concatenate(out).astype(np.float64) if out else np.zeros((0, n))
 
 
+def nan_mean(x: np.ndarray) -> float:
+    """Mean over finite entries; NaN (without a warning) when there are none (e.g. constant predictions)."""
+    finite = np.isfinite(x)
+    return float(np.mean(x[finite])) if finite.any() else float("nan")
+
+
 def poisson_loss(rates: np.ndarray, counts: np.ndarray, eps: float = 1e-8) -> float:
     """Mean Poisson NLL (log_input=False, without the Stirling term), as torch.nn.PoissonNLLLoss computes it."""
     return float(np.mean(rates - counts * np.log(rates + eps)))
@@ -54,8 +61,7 @@ def validation_scores(twin: DigitalTwin, sessions: dict[str, Session], targets: 
         obs = session.counts[targets[mouse]].astype(np.float64)
         losses.append(poisson_loss(pred, obs))
         rs.append(pearson_columns(pred, obs))
-    r = np.concatenate(rs)
-    return float(np.mean(losses)), float(np.nanmean(r)) if np.isfinite(r).any() else float("nan")
+    return float(np.mean(losses)), nan_mean(np.concatenate(rs))
 
 
 def test_targets(session: Session, context: int, chunk: int, max_samples: int) -> np.ndarray:
@@ -78,9 +84,9 @@ def neural_scores(twin: DigitalTwin, sessions: dict[str, Session], context: int,
         idx = test_targets(session, context, chunk, max_samples)
         pred = predict(twin, session, mouse, idx, context, device)
         obs = session.counts[idx]
-        r_neuron = float(np.nanmean(chunked_neuron_r(pred, obs, chunk)))
+        r_neuron = nan_mean(chunked_neuron_r(pred, obs, chunk))
         ceil = noise_ceiling(session, idx, chunk)
-        ceiling = float(np.nanmean(ceil)) if ceil is not None else float("nan")
+        ceiling = nan_mean(ceil) if ceil is not None else float("nan")
         scores[mouse] = {
             "r_neuron": r_neuron,
             "r_overall": overall_r(pred, obs),
@@ -129,7 +135,7 @@ def neural_dataset(catalog: Catalog, metas: dict[tuple[str, int], dict[str, Any]
     dims = ("arch", "seed", "mouse")
     ds = xr.Dataset(
         {name: (dims, array) for name, array in values.items()},
-        coords={"arch": archs, "seed": seeds, "mouse": mice},
+        coords={"arch": np.array(archs, dtype=object), "seed": seeds, "mouse": np.array(mice, dtype=object)},
     )
     ds["neural_r"] = ds["r_neuron"].mean("mouse")
     ds["ceiling"] = ("mouse", ceiling)
@@ -147,5 +153,7 @@ def write_neural(catalog: Catalog, root: str) -> str:
     inputs["zoo"] = [catalog["zoo"]["archs"], catalog["zoo"]["seeds"], catalog["data"]["sessions"]]
     if analysis_inputs(root, "neural") == inputs:
         return "neural: up to date"
-    write_analysis(neural_dataset(catalog, metas), root, "neural", inputs)
+    with warnings.catch_warnings():  # zarr notes that consolidated metadata is not in the v3 spec
+        warnings.filterwarnings("ignore", message="Consolidated metadata", category=UserWarning)
+        write_analysis(neural_dataset(catalog, metas), root, "neural", inputs)
     return f"neural: wrote analysis/neural.zarr ({len(metas)} models)"
