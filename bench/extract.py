@@ -3,7 +3,9 @@ forward passes on the same stimuli (no writing), and bytes on disk per stored va
 
     .venv/bin/python bench/extract.py [--profile demo] [--arch xu_cnn --arch alexnet ...] [--repeats 2]
 
-Target: ratio <= 1.10 on CPU. Untrained checkpoints (timing does not depend on the weights).
+Target: wall ratio <= 1.10 on CPU (minimum over repeats of each). The CPU ratio (process CPU time,
+all threads) shows the same overhead undisturbed by other load on a shared machine. Untrained
+checkpoints: timing does not depend on the weights.
 """
 from __future__ import annotations
 
@@ -21,14 +23,19 @@ from actstore.models import build_twin, load_checkpoint, save_checkpoint
 from actstore.store.root import filesystem
 
 
-def bare_forward_s(twin, frames, batch_size: int, device: str) -> float:
-    """Seconds for the twin's own features() over every batch, results discarded."""
+def timed(fn) -> tuple[float, float]:
+    """(wall s, CPU s of this process, all threads) of one call: CPU time is robust to a busy machine."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    fn()
+    return time.perf_counter() - wall, time.process_time() - cpu
+
+
+def bare_forward(twin, frames, batch_size: int, device: str) -> None:
+    """The twin's own features() over every batch, results discarded."""
     twin.eval().to(device)
-    started = time.perf_counter()
     with torch.inference_mode():
         for first in range(0, len(frames), batch_size):
             twin.features(torch.from_numpy(frames[first:first + batch_size]).to(device).unsqueeze(2))
-    return time.perf_counter() - started
 
 
 def main() -> None:
@@ -53,21 +60,21 @@ def main() -> None:
         print(f"tuning_grid ({args.profile}): {len(frames)} stimuli, encoder_dim {sizes['encoder_dim']}, "
               f"hidden_dim {sizes['hidden_dim']}, batch {batch_size}, {device}, torch threads "
               f"{torch.get_num_threads()}; store created in {time.perf_counter() - started:.1f} s")
-        print(f"{'arch':<16}{'bare s':>9}{'extract s':>11}{'ratio':>8}{'B/value':>9}")
+        print(f"{'arch':<16}{'bare s':>8}{'extract s':>11}{'wall ratio':>12}{'CPU ratio':>11}{'B/value':>9}")
         fs, path = filesystem(store.url)
         for arch in archs:
             twin, _ = load_checkpoint(model_folder(root, arch, 0))
             list(batched_features(twin, frames[:batch_size], batch_size, device, 5))  # warm-up
             bare, full = [], []
             for _ in range(args.repeats):
-                bare.append(bare_forward_s(twin, frames, batch_size, device))
-                started = time.perf_counter()
-                extract_models(store, root, [((arch, 0), "bench")], shas, sizes, device, batch_size)
-                full.append(time.perf_counter() - started)
+                bare.append(timed(lambda: bare_forward(twin, frames, batch_size, device)))
+                full.append(timed(lambda: extract_models(store, root, [((arch, 0), "bench")], shas, sizes,
+                                                         device, batch_size)))
+            (bw, bc), (fw, fc) = [tuple(min(x) for x in zip(*t)) for t in (bare, full)]
             i = store.archs.index(arch)
             stored = sum(fs.du(f"{path}/{space}/c/{i}", total=True) for space in store.spaces)
             values = sum(store.group[space][i, 0].size for space in store.spaces)
-            print(f"{arch:<16}{min(bare):>9.2f}{min(full):>11.2f}{min(full) / min(bare):>8.3f}{stored / values:>9.2f}")
+            print(f"{arch:<16}{bw:>8.2f}{fw:>11.2f}{fw / bw:>12.3f}{fc / bc:>11.3f}{stored / values:>9.2f}")
 
 
 if __name__ == "__main__":
