@@ -24,8 +24,8 @@ ARCHS: tuple[str, ...] = (
 _SUBMODULES = {"models", "analysis", "data", "stimuli", "store", "train", "catalog", "report"}
 _FUNCTIONS = {
     "open_store": "actstore.store",
-    "units": "actstore.units",
-    "query": "actstore.query",
+    "units": "actstore.table",
+    "query": "actstore.expressions",
 }
 
 

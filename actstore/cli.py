@@ -139,7 +139,7 @@ def extract(env: Env, recipe: str, archs: tuple[str, ...], seeds: tuple[int, ...
 @pass_env
 def query_units(env: Env, expr: str, columns: tuple[str, ...], fmt: str, out: str | None) -> None:
     """Units matching EXPR, e.g. "arch == 'alexnet' & qc_orientation & gosi > 0.3"."""
-    from actstore.query import query, write_rows
+    from actstore.expressions import query, write_rows
 
     names = [c.strip() for part in columns for c in part.split(",") if c.strip()]
     text = write_rows(query(expr, env.root, columns=names or None), fmt, out)

@@ -17,7 +17,7 @@ from actstore.catalog import load_catalog
 from actstore.errors import UserError
 from actstore.extract import extract
 from actstore.jobs import tuning as tuning_job
-from actstore.query import evaluate, write_rows
+from actstore.expressions import evaluate, write_rows
 from actstore.store.analysis import open_analysis, write_analysis
 
 TABLE = pd.DataFrame({

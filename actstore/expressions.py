@@ -11,16 +11,14 @@ import ast
 import difflib
 import io
 import operator
-import sys
 import tokenize
-import types
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from actstore.errors import UserError
-from actstore.units import KEYS, units
+from actstore.table import KEYS, units
 
 ALLOWED = ("comparisons (== != < <= > >=), &, |, ~, and, or, not, in [list], arithmetic (+ - * / // % **) "
            "on columns, numbers, strings and booleans")
@@ -182,14 +180,3 @@ def write_rows(rows: pd.DataFrame, fmt: str = "table", out: str | None = None) -
     with open(out, "w") as f:
         f.write(text if text.endswith("\n") else text + "\n")
     return None
-
-
-class _CallableModule(types.ModuleType):
-    """Importing this module binds `actstore.query` to it (Python sets submodules on their package), hiding
-    the lazy function of the same name; calling the module calls query() so `actstore.query(...)` always works."""
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return query(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule

@@ -1,10 +1,6 @@
-"""The units table: one row per (arch, seed, unit) of every complete model, with every tuning metric and
-flag (analysis/tuning.zarr) and the model-level scores joined in (neural prediction, probes, geometry)."""
+"""The units table: one row per (arch, seed, unit) with every tuning metric, flag and model-level score (`actstore.units`)."""
 from __future__ import annotations
 
-import sys
-import types
-from typing import Any
 
 import pandas as pd
 import xarray as xr
@@ -57,14 +53,3 @@ def model_scores(ds: xr.Dataset | None, name: str, taken: set[str]) -> pd.DataFr
     frame = xr.Dataset(keep).transpose("arch", "seed").to_dataframe().reset_index()
     frame["arch"] = frame["arch"].astype(str)
     return frame[["arch", "seed", *keep]]
-
-
-class _CallableModule(types.ModuleType):
-    """Importing this module binds `actstore.units` to it (Python sets submodules on their package), hiding
-    the lazy function of the same name; calling the module calls units() so `actstore.units(...)` always works."""
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return units(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
