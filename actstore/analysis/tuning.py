@@ -137,7 +137,10 @@ def _metrics(ori: np.ndarray, sf: np.ndarray, phase: np.ndarray, contrast: np.nd
         flags = {
             "responsive": responsive,
             "qc_orientation": responsive & np.isfinite(m["gosi"]) & (ranges["orientation"] > min_curve_range),
-            "qc_phase": responsive & np.isfinite(m["f1f0"]) & (ranges["phase"] > min_curve_range),
+            # Driven at its preferred grating by modulation (phase curve) or by its mean (contrast
+            # curve, same ori/sf): a flat phase curve is a complex cell's answer, not a failed measurement.
+            "qc_phase": responsive & np.isfinite(m["f1f0"])
+            & (np.maximum(ranges["phase"], ranges["contrast"]) > min_curve_range),
             "qc_sf": responsive & np.isfinite(m["pref_sf"]) & (ranges["sf"] > min_curve_range)
             & (dog.r2 >= min_fit_r2),
             "qc_contrast": responsive & np.isfinite(m["nr_c50"]) & (ranges["contrast"] > min_curve_range)

@@ -201,7 +201,7 @@ def _oracle(catalog: Catalog, root: str, sections: list, figures: dict) -> None:
                 "The reference session's true neurons (the oracle) shown the catalog's tuning_grid gratings and "
                 "measured with the same tuning assay as the twins' units: recovered vs true preferred orientation "
                 "and spatial frequency (QC-passing neurons; dashed: identity), and F1/F0 by true cell type over "
-                "responsive neurons (simple cells are phase-modulated, F1/F0 > 1; complex cells are not).")
+                "phase-QC-passing neurons (simple cells are phase-modulated, F1/F0 > 1; complex cells are not).")
     if oracle_inputs(catalog, root) is None:
         s.notes.append("Only the synthetic mouse has ground truth (catalog data.source: synthetic, prepared data).")
     else:

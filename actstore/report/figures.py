@@ -325,7 +325,7 @@ def oracle_recovery(measured: xr.Dataset, truth: pd.DataFrame) -> Figure:
     ax_sf.set_title(f"Spatial frequency: median |error| {np.median(ratio):.2f} oct (n={ok.sum()})" if ok.any()
                     else "Spatial frequency: no QC-passing neuron", fontsize=9)
     f1f0 = measured["f1f0"].values.astype(float)
-    ok = measured["responsive"].values.astype(bool) & np.isfinite(f1f0)  # qc_phase drops flat (complex) curves
+    ok = measured["qc_phase"].values.astype(bool) & np.isfinite(f1f0)
     kinds = truth["cell_type"].astype(str).to_numpy()
     rng = np.random.default_rng(0)
     for i, (kind, color) in enumerate((("simple", "tab:orange"), ("complex", "tab:purple"))):
