@@ -148,8 +148,11 @@ def test_deleted_ledger_entry_is_detected(catalog, root, extracted):
 def test_deleted_complete_flag_means_not_extracted(catalog, root, extracted):
     fs, _ = filesystem(extracted)
     fs.rm(_chunk_file(extracted, "complete", 1))
-    assert actstore.open_store("tuning_grid", root=root)["complete"].values.tolist() == [[True], [False]]
+    ds = actstore.open_store("tuning_grid", root=root)
+    assert ds["complete"].values.tolist() == [[True], [False]]
     assert verify(extracted)[("alexnet", 0)] == "not extracted"
+    assert np.isnan(ds["gru"].sel(arch="alexnet").values).all()  # written but not complete: not trusted
+    assert not np.isnan(ds["gru"].sel(arch="xu_cnn").values).any()
 
 
 def test_altered_values_fail_their_checksum(catalog, root, extracted):

@@ -11,7 +11,8 @@ if TYPE_CHECKING:
 
 
 def open_store(name: str, root: str = "stores") -> "xr.Dataset":
-    """The store of stimulus set `name` as a lazy Dataset (only models with complete==True hold values)."""
+    """The store of stimulus set `name` as a lazy Dataset; feature values of models not marked complete
+    (never written, or interrupted mid-write) read as NaN."""
     import xarray as xr
 
     from actstore.store.zarrstore import quiet_zarr
@@ -21,4 +22,7 @@ def open_store(name: str, root: str = "stores") -> "xr.Dataset":
     if not fs.exists(f"{path}/zarr.json"):
         raise UserError(f"{url}: no such store; run `actstore extract --recipe {name}` first")
     with quiet_zarr():
-        return xr.open_zarr(zarr_location(url), consolidated=True)
+        ds = xr.open_zarr(zarr_location(url), consolidated=True)
+    for space in ds.attrs["spaces"]:
+        ds[space] = ds[space].where(ds["complete"])
+    return ds
