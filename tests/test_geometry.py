@@ -83,7 +83,8 @@ def test_geometry_job(tmp_path):
         {"gru": (("arch", "seed", "trial", "hidden"), gru),
          "encoder": (("arch", "seed", "trial", "frame", "unit"), enc),
          "complete": (("arch", "seed"), np.array([[True, False], [True, False]]))},
-        coords={"arch": np.array(ARCHS, dtype=object), "seed": SEEDS}).chunk({"trial": 500})
+        coords={"arch": np.array(ARCHS, dtype=object), "seed": SEEDS},
+        attrs={"spaces": {"gru": ["hidden"], "encoder": ["frame", "unit"]}}).chunk({"trial": 500})
     ds.to_zarr(tmp_path / "reference_clips.zarr", mode="w", zarr_format=3, consolidated=True)
     lines = job.run(catalog, str(tmp_path))
     assert lines[-1].startswith("geometry: wrote")

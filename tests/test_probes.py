@@ -122,7 +122,7 @@ def _store(path, trial_coords: dict, space: str, feats: np.ndarray, tail: tuple[
          "provenance": (("arch", "seed"), np.array([['{"sha": "a"}', ""], ['{"sha": "b"}', ""]], dtype=object))},
         coords={"arch": np.array(ARCHS, dtype=object), "seed": SEEDS,
                 **{k: ("trial", v) for k, v in trial_coords.items()}},
-        attrs={"recipe": path.name})
+        attrs={"recipe": path.name, "spaces": {space: list(tail)}})
     ds.to_zarr(path, mode="w", zarr_format=3, consolidated=True)
 
 

@@ -3,7 +3,6 @@ so a job can tell by content that it is up to date."""
 from __future__ import annotations
 
 import json
-import warnings
 from typing import Any
 
 import numpy as np
@@ -15,14 +14,11 @@ from actstore.store.root import filesystem, join
 
 
 def open_input_store(root: str, name: str) -> xr.Dataset | None:
-    """The lazy store `<root>/<name>.zarr` (plain xr.open_zarr, per the store contract), or None if absent."""
-    path = join(root, f"{name}.zarr")
-    fs, p = filesystem(path)
-    if not fs.exists(p):
-        return None
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Consolidated metadata", category=UserWarning)
-        return xr.open_zarr(path)
+    """The lazy store `<root>/<name>.zarr` via actstore.open_store, or None when it does not exist yet."""
+    from actstore.store import open_store
+
+    fs, path = filesystem(join(root, f"{name}.zarr"))
+    return open_store(name, root) if fs.exists(f"{path}/zarr.json") else None
 
 
 def store_fingerprint(ds: xr.Dataset | None) -> str | None:
