@@ -1,5 +1,5 @@
-"""Extraction overhead: wall time of extracting a model into its store over the same model's bare
-forward passes on the same stimuli (no writing), and bytes on disk per stored value.
+"""Extraction overhead: wall time of extracting a model into its store over loading the same model
+and running its bare forward passes on the same stimuli (no writing), and bytes on disk per stored value.
 
     .venv/bin/python bench/extract.py [--profile demo] [--arch xu_cnn --arch alexnet ...] [--repeats 2]
 
@@ -30,8 +30,9 @@ def timed(fn) -> tuple[float, float]:
     return time.perf_counter() - wall, time.process_time() - cpu
 
 
-def bare_forward(twin, frames, batch_size: int, device: str) -> None:
-    """The twin's own features() over every batch, results discarded."""
+def bare_forward(folder: str, frames, batch_size: int, device: str) -> None:
+    """Load the checkpoint (as extraction does) and run the twin's own features() over every batch, discarding them."""
+    twin, _ = load_checkpoint(folder)
     twin.eval().to(device)
     with torch.inference_mode():
         for first in range(0, len(frames), batch_size):
@@ -67,7 +68,7 @@ def main() -> None:
             list(batched_features(twin, frames[:batch_size], batch_size, device, 5))  # warm-up
             bare, full = [], []
             for _ in range(args.repeats):
-                bare.append(timed(lambda: bare_forward(twin, frames, batch_size, device)))
+                bare.append(timed(lambda: bare_forward(model_folder(root, arch, 0), frames, batch_size, device)))
                 full.append(timed(lambda: extract_models(store, root, [((arch, 0), "bench")], shas, sizes,
                                                          device, batch_size)))
             (bw, bc), (fw, fc) = [tuple(min(x) for x in zip(*t)) for t in (bare, full)]
