@@ -19,10 +19,11 @@ TINY_RDK = {"trials": {"train": 4, "val": 2}, "test": {"trials_per_coherence": 2
 TINY_GRID = {"orientation_deg": {"num": 4}, "sf_cpp": {"num": 2}, "phase_deg": {"num": 4}, "contrast": [0.5, 1.0]}
 
 
-def write_catalog(folder: Path, grid: dict | None = None, batch_size: int = 16) -> Path:
+def write_catalog(folder: Path, grid: dict | None = None, batch_size: int = 16, data_seed: int = 0) -> Path:
     """The repository's catalog with a `test` profile: smoke + a tiny tuning grid and small chunks."""
     raw = yaml.safe_load((REPO / "catalog.yaml").read_text())
     profile = copy.deepcopy(raw["profiles"]["smoke"])
+    profile["data"].setdefault("synthetic", {})["seed"] = data_seed
     profile.setdefault("recipe_overrides", {})["tuning_grid"] = grid or TINY_GRID
     profile["recipe_overrides"]["rdk_task"] = TINY_RDK
     profile["extract"] = {**profile.get("extract", {}), "batch_size": batch_size, "chunk_mb": 0.002}

@@ -15,6 +15,7 @@ import torch
 
 import actstore
 from actstore.cli import main
+from actstore.data import data_fingerprint, load_sessions, prepare_data
 from actstore.errors import UserError
 from actstore.extract import extract
 from actstore.train.evaluate import model_folder
@@ -150,6 +151,23 @@ def test_clips_keep_frames_and_gru_restarts_each_chunk(catalog, tmp_path):
     np.testing.assert_allclose(ds["encoder"].values, enc.numpy(), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(ds["gru"].values[:, 3], last.numpy(), rtol=1e-5, atol=1e-6)
     assert not np.allclose(ds["gru"].values[:, 3], whole.numpy(), atol=1e-4)
+
+
+def test_reference_clips_are_the_sessions_frames_and_tied_to_the_data(catalog, tmp_path):
+    root = str(tmp_path / "root")
+    prepare_data(catalog, root)
+    save_zoo(catalog, root)
+    extract(catalog, root, "reference_clips", archs=["xu_cnn"], device="cpu")
+    ds = actstore.open_store("reference_clips", root=root)
+    frames = load_sessions(catalog, root)[catalog["data"]["reference_session"]].frames
+    clips = generate(catalog.recipe("reference_clips"), catalog["run_seed"], reference_frames=frames)
+    np.testing.assert_array_equal(ds["stimulus"].values, clips["stimulus"].values)
+    assert ds["encoder"].dims == ("arch", "seed", "trial", "frame", "unit") and ds.sizes["frame"] == 5
+    assert ds.attrs["data_fingerprint"] == data_fingerprint(catalog, root)
+    other = make_catalog(tmp_path / "cat2", data_seed=1)
+    prepare_data(other, root)
+    with pytest.raises(UserError, match=r"reference_clips\.zarr: drawn from other recorded data .* --rebuild`"):
+        extract(other, root, "reference_clips", archs=["xu_cnn"], device="cpu")
 
 
 def test_sigkill_mid_extraction_resumes_bit_identical(reference, tmp_path):
