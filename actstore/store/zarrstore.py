@@ -27,7 +27,6 @@ from actstore.store.root import filesystem, join, zarr_location
 STORE_FORMAT = "actstore-store/1"
 MODEL_DIMS = ("arch", "seed")
 FRAME_DIMS = ("frame", "y", "x")
-LEDGER = ("provenance", "complete")
 
 
 @contextmanager
