@@ -238,3 +238,23 @@ def test_train_zoo_rejects_models_outside_the_zoo(smoke_catalog, tmp_path):
         train_zoo(smoke_catalog, str(tmp_path), archs=["resnet18"])
     with pytest.raises(UserError, match=r"--seed 7: .*valid: 0"):
         train_zoo(smoke_catalog, str(tmp_path), seeds=[7])
+
+
+def test_data_dependent_init_restores_input_driven_variation(sessions):
+    from actstore.train.datainit import data_dependent_init
+
+    s = sessions["mouse0"]
+    frames = torch.from_numpy(s.frames[:64]).unsqueeze(1)
+    clips = torch.from_numpy(s.frames[100:150]).reshape(10, 5, 1, *SHAPE)
+    fresh = build_twin("alexnet", SHAPE, {"mouse0": s.n_neurons}, 16, 32, seed=0).eval()
+    init = build_twin("alexnet", SHAPE, {"mouse0": s.n_neurons}, 16, 32, seed=0)
+    mean = s.counts.mean(axis=0)
+    data_dependent_init(init, frames, {"mouse0": mean})
+    init.eval()
+    with torch.no_grad():
+        out = init.encoder(frames)
+        torch.testing.assert_close(out.mean(0), torch.zeros(16), atol=1e-4, rtol=0)  # the head has a bias
+        torch.testing.assert_close(out.std(0), torch.ones(16), atol=1e-3, rtol=0)
+        assert init.encode(clips).std(0).mean() > 100 * fresh.encode(clips).std(0).mean()
+        rates = torch.nn.functional.softplus(init.readouts["mouse0"].bias)
+    np.testing.assert_allclose(rates.numpy(), mean, rtol=1e-4)

@@ -26,10 +26,12 @@ from actstore.errors import UserError
 from actstore.models.checkpoint import load_checkpoint, read_meta, save_checkpoint
 from actstore.models.twin import DigitalTwin, build_twin
 from actstore.store.root import filesystem, join
+from actstore.train.datainit import data_dependent_init
 from actstore.train.dataset import epoch_batches, make_batch, select_chunks, window_rates
 from actstore.train.evaluate import model_folder, neural_scores, validation_scores, write_neural
 
 RESUME = "resume.pt"
+INIT_STREAM = 2**31 - 1  # the init's random draws use a stream no epoch number reaches
 
 
 @dataclass
@@ -130,6 +132,20 @@ def model_status(folder: str, spec: Spec) -> tuple[str, dict[str, Any] | None]:
     return ("up to date" if prov.get("evaluation") == spec.evaluation else "re-score"), meta
 
 
+def _init_from_data(twin: DigitalTwin, sessions: dict[str, Session], n_frames: int, seed: int, context: int,
+                    device: torch.device) -> None:
+    """Data-dependent init from `n_frames` optimize-split frames drawn evenly over mice (a pure function of seed)."""
+    rng = np.random.default_rng([seed, INIT_STREAM])
+    picks, means = [], {}
+    for mouse, session in sessions.items():
+        targets = session.targets("optimize", context)
+        idx = rng.choice(targets, size=min(len(targets), -(-n_frames // len(sessions))), replace=False)
+        picks.append(session.frames[np.sort(idx)])
+        means[mouse] = session.counts[targets].mean(axis=0)
+    frames = torch.from_numpy(np.concatenate(picks)).unsqueeze(1).to(device)
+    data_dependent_init(twin, frames, means)
+
+
 def _train_step(twin: DigitalTwin, batch, opt: torch.optim.Optimizer, cfg: dict[str, Any], context: int) -> float:
     rates = window_rates(twin, batch.frames, batch.mouse, context)
     loss = F.poisson_nll_loss(rates, batch.counts, log_input=False, reduction="mean")
@@ -158,7 +174,10 @@ def train_model(spec: Spec, sessions: dict[str, Session], folder: str, device: t
     chunk = spec.evaluation["chunk_samples"]
     val_targets = {m: select_chunks(s.targets("validate", context), chunk, cfg["max_val_samples"])
                    for m, s in sessions.items()}
-    state = _load_resume(folder, spec.key) or {
+    state = _load_resume(folder, spec.key)
+    if state is None and cfg["init_frames"]:
+        _init_from_data(twin, sessions, cfg["init_frames"], spec.seed, context, device)
+    state = state or {
         "key": spec.key, "epoch": 0, "best_loss": float("inf"), "best_epoch": 0, "bad_epochs": 0,
         "best_weights": None, "history": [], "wall_s": 0.0, "done": False,
     }
