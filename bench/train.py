@@ -18,7 +18,7 @@ from actstore.catalog import load_catalog
 from actstore.data.session import Session, segment_lengths, split_labels
 from actstore.models import build_twin
 from actstore.train.dataset import epoch_batches, make_batch
-from actstore.train.loop import _train_step, optimizer_for
+from actstore.train.loop import train_step, optimizer_for
 
 CONTEXT = 5
 
@@ -44,7 +44,7 @@ def samples_per_s(arch: str, session: Session, cfg: dict, enc: int, hid: int, ru
     for k, (mouse, starts) in enumerate(batches):
         batch = make_batch(session, mouse, starts, run_length, CONTEXT, torch.device("cpu"))
         t0 = time.perf_counter()
-        _train_step(twin, batch, opt, step_cfg, CONTEXT)
+        train_step(twin, batch, opt, step_cfg, CONTEXT)
         if k:
             elapsed += time.perf_counter() - t0
             samples += batch.counts.shape[0]

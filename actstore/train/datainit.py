@@ -18,19 +18,17 @@ from actstore.models.twin import DigitalTwin
 EPS = 1e-6
 
 
-def _standardize_hook(module: nn.Module, inputs: tuple, output: torch.Tensor) -> torch.Tensor:
+def _standardize(module: nn.Module, output: torch.Tensor) -> torch.Tensor:
     """Rescale the layer so this batch's output channels have unit SD (and zero mean with a bias); return the new output."""
-    dims = [d for d in range(output.dim()) if d != (1 if isinstance(module, nn.Conv2d) else output.dim() - 1)]
-    mean = output.mean(dim=dims)
-    std = output.std(dim=dims) + EPS
-    shape = [-1] + [1] * (module.weight.dim() - 1)
-    module.weight.div_(std.reshape(shape))
-    view = [1] * output.dim()
-    view[1 if isinstance(module, nn.Conv2d) else -1] = -1
-    if module.bias is not None:
-        module.bias.sub_(mean).div_(std)
-        return (output - mean.reshape(view)) / std.reshape(view)
-    return output / std.reshape(view)
+    channel = 1 if isinstance(module, nn.Conv2d) else output.dim() - 1
+    dims = [d for d in range(output.dim()) if d != channel]
+    mean, std = output.mean(dim=dims), output.std(dim=dims) + EPS
+    module.weight.div_(std.reshape([-1] + [1] * (module.weight.dim() - 1)))
+    view = [-1 if d == channel else 1 for d in range(output.dim())]
+    if module.bias is None:
+        return output / std.reshape(view)
+    module.bias.sub_(mean).div_(std)
+    return (output - mean.reshape(view)) / std.reshape(view)
 
 
 @torch.no_grad()
@@ -38,16 +36,17 @@ def data_dependent_init(twin: DigitalTwin, frames: torch.Tensor, mean_counts: di
     """Initialize `twin` in place from real frames (N, 1, H, W) and each mouse's mean count per bin."""
     was_training = twin.training
     twin.eval()
-    handles = []
+    handles: dict[nn.Module, torch.utils.hooks.RemovableHandle] = {}
+
+    def once(module: nn.Module, inputs: tuple, output: torch.Tensor) -> torch.Tensor:
+        handles.pop(module).remove()
+        return _standardize(module, output)
+
     for module in twin.encoder.modules():
         if isinstance(module, (nn.Conv2d, nn.Linear)):
-            def once(m: nn.Module, i: tuple, o: torch.Tensor) -> torch.Tensor:
-                handles_by_module.pop(m).remove()
-                return _standardize_hook(m, i, o)
-            handles.append((module, module.register_forward_hook(once)))
-    handles_by_module = dict(handles)
+            handles[module] = module.register_forward_hook(once)
     twin.encoder(frames)
-    for handle in handles_by_module.values():
+    for handle in handles.values():
         handle.remove()
     for mouse, mean in mean_counts.items():
         rate = torch.as_tensor(np.maximum(mean, 1e-3), dtype=torch.float32)

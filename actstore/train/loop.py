@@ -4,7 +4,8 @@ After every epoch the whole training state (weights, optimizer, scheduler, best 
 history) is written atomically to `<model folder>/resume.pt`; a killed run restarts from
 its last completed epoch. Torch's RNG and the batch order are re-seeded from
 (seed, epoch) at each epoch start, so a resumed run ends with the same weights as an
-uninterrupted one. The best-validation weights become the checkpoint (model.pt +
+uninterrupted one. A fresh twin is first initialized from real frames (train/datainit.py).
+The best-validation weights become the checkpoint (model.pt +
 model.json, with provenance and test scores); resume.pt is then removed.
 """
 from __future__ import annotations
@@ -27,7 +28,7 @@ from actstore.models.checkpoint import load_checkpoint, read_meta, save_checkpoi
 from actstore.models.twin import DigitalTwin, build_twin
 from actstore.store.root import filesystem, join
 from actstore.train.datainit import data_dependent_init
-from actstore.train.dataset import epoch_batches, make_batch, select_chunks, window_rates
+from actstore.train.dataset import Batch, epoch_batches, make_batch, select_chunks, window_rates
 from actstore.train.evaluate import model_folder, neural_scores, validation_scores, write_neural
 
 RESUME = "resume.pt"
@@ -146,7 +147,8 @@ def _init_from_data(twin: DigitalTwin, sessions: dict[str, Session], n_frames: i
     data_dependent_init(twin, frames, means)
 
 
-def _train_step(twin: DigitalTwin, batch, opt: torch.optim.Optimizer, cfg: dict[str, Any], context: int) -> float:
+def train_step(twin: DigitalTwin, batch: Batch, opt: torch.optim.Optimizer, cfg: dict[str, Any], context: int) -> float:
+    """One optimizer step on one mouse's batch: Poisson NLL + l1 * mean|W| of its readout, clipped; returns the NLL."""
     rates = window_rates(twin, batch.frames, batch.mouse, context)
     loss = F.poisson_nll_loss(rates, batch.counts, log_input=False, reduction="mean")
     total = loss + cfg["l1"] * twin.readouts[batch.mouse].weight.abs().mean()
@@ -201,7 +203,7 @@ def train_model(spec: Spec, sessions: dict[str, Session], folder: str, device: t
         losses = []
         for k, (mouse, starts) in enumerate(batches):
             batch = make_batch(sessions[mouse], mouse, starts, cfg["run_length"], context, device)
-            losses.append(_train_step(twin, batch, opt, cfg, context))
+            losses.append(train_step(twin, batch, opt, cfg, context))
             bar.set_postfix_str(f"batch {k + 1}/{len(batches)} loss {np.mean(losses):.4f}", refresh=True)
         val_loss, val_r = validation_scores(twin, sessions, val_targets, context, device)
         plateau.step(val_loss)
