@@ -45,20 +45,40 @@ def _values(root: str, store: str, arch: str) -> np.ndarray:
 
 
 def test_deleted_checkpoint_redoes_only_what_depends_on_it(smoke_root, tmp_path):
+    import torch
+
+    from actstore.models import load_checkpoint, save_checkpoint
+    from actstore.models.checkpoint import read_meta
+
     root = copy_root(smoke_root, tmp_path / "root")
-    before_xu = _values(root, "tuning_grid", "xu_cnn")
-    before_alex = _values(root, "tuning_grid", "alexnet")
-    shutil.rmtree(Path(root) / "models" / "alexnet-s0")
+    folder = Path(root) / "models" / "alexnet-s0"
+    sha = read_meta(str(folder))["sha256"]
+    before = {arch: _values(root, "tuning_grid", arch) for arch in ("xu_cnn", "alexnet")}
+
+    # 1. A deleted checkpoint is retrained (alone); CPU training is deterministic, so the new file has the
+    #    same content and nothing downstream is stale: staleness is decided by content, not by file times.
+    shutil.rmtree(folder)
     proc = run_cli(root, "run")
     assert proc.returncode == 0, proc.stderr
-    out = proc.stdout
-    lines = step_lines(out)
+    lines = step_lines(proc.stdout)
     assert "up to date" in lines["data"]
-    assert "alexnet" in lines["train"] and "xu_cnn" not in lines["train"], out
-    assert "alexnet" in lines["extract"] and "xu_cnn" not in lines["extract"], out
-    # Retraining is deterministic on CPU: the same weights, so the same activations, bit for bit.
-    np.testing.assert_array_equal(_values(root, "tuning_grid", "xu_cnn"), before_xu)
-    np.testing.assert_array_equal(_values(root, "tuning_grid", "alexnet"), before_alex)
+    assert "alexnet" in lines["train"] and "xu_cnn" not in lines["train"], proc.stdout
+    assert read_meta(str(folder))["sha256"] == sha
+    assert "] up to date (" in lines["extract"] and "] up to date (" in lines["analyze"], proc.stdout
+
+    # 2. A checkpoint whose weights changed is re-extracted (alone) in every store, and the analyses are redone.
+    twin, meta = load_checkpoint(str(folder))
+    with torch.no_grad():
+        twin.encoder.head[-1].bias.add_(1.0)
+    save_checkpoint(twin, str(folder), meta["provenance"])
+    proc = run_cli(root, "run")
+    assert proc.returncode == 0, proc.stderr
+    lines = step_lines(proc.stdout)
+    assert "trained" not in lines["train"], proc.stdout
+    assert "alexnet" in lines["extract"] and "xu_cnn" not in lines["extract"], proc.stdout
+    assert "up to date" not in lines["analyze"], proc.stdout
+    np.testing.assert_array_equal(_values(root, "tuning_grid", "xu_cnn"), before["xu_cnn"])
+    np.testing.assert_allclose(_values(root, "tuning_grid", "alexnet"), before["alexnet"] + 1.0, atol=1e-5)
 
 
 def test_analyze_on_a_local_cluster_matches_threads(smoke_root, tmp_path):
