@@ -12,6 +12,7 @@ from typing import Any
 import xarray as xr
 
 from actstore.store.root import filesystem, join
+from actstore.store.zarrstore import quiet_zarr
 
 
 def analysis_path(root: str, name: str) -> str:
@@ -24,7 +25,8 @@ def write_analysis(ds: xr.Dataset, root: str, name: str, inputs: dict[str, Any] 
     tmp = join(root, "analysis", f".{name}.{uuid.uuid4().hex[:8]}.tmp.zarr")
     ds = ds.copy()
     ds.attrs = {**ds.attrs, "inputs": inputs or {}}
-    ds.to_zarr(tmp, mode="w", zarr_format=3, consolidated=True)
+    with quiet_zarr():
+        ds.to_zarr(tmp, mode="w", zarr_format=3, consolidated=True)
     fs, final_path = filesystem(final)
     _, tmp_path = filesystem(tmp)
     old = None
@@ -43,7 +45,8 @@ def open_analysis(root: str, name: str) -> xr.Dataset | None:
     fs, p = filesystem(path)
     if not fs.exists(p):
         return None
-    return xr.open_zarr(path, consolidated=True)
+    with quiet_zarr():
+        return xr.open_zarr(path, consolidated=True)
 
 
 def analysis_inputs(root: str, name: str) -> dict[str, Any] | None:

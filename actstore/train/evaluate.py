@@ -6,7 +6,6 @@ covers every trained zoo model without re-running any of them.
 """
 from __future__ import annotations
 
-import warnings
 from typing import Any
 
 import numpy as np
@@ -153,7 +152,5 @@ def write_neural(catalog: Catalog, root: str) -> str:
     inputs["zoo"] = [catalog["zoo"]["archs"], catalog["zoo"]["seeds"], catalog["data"]["sessions"]]
     if analysis_inputs(root, "neural") == inputs:
         return "neural: up to date"
-    with warnings.catch_warnings():  # zarr notes that consolidated metadata is not in the v3 spec
-        warnings.filterwarnings("ignore", message="Consolidated metadata", category=UserWarning)
-        write_analysis(neural_dataset(catalog, metas), root, "neural", inputs)
+    write_analysis(neural_dataset(catalog, metas), root, "neural", inputs)
     return f"neural: wrote analysis/neural.zarr ({len(metas)} models)"
