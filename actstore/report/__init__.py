@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import numpy as np
 
 from actstore.catalog import Catalog, canonical_hash
-from actstore.store.root import filesystem, join
+from actstore.store.root import filesystem, join, replace_folder
 
 if TYPE_CHECKING:
     import xarray as xr
@@ -271,12 +271,6 @@ def build_report(catalog: Catalog, root: str) -> list[str]:
             f"generated {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}"]
     _write(fs, f"{tmp}/index.html", page(f"actstore report: {catalog['name']}", meta, sections).encode())
     _write(fs, f"{tmp}/{INPUTS_FILE}", json.dumps(inputs, indent=1, sort_keys=True).encode())
-    old = None
-    if fs.exists(final_path):
-        old = f"{tmp}.old"
-        fs.mv(final_path, old, recursive=True)
-    fs.mv(tmp, final_path, recursive=True)
-    if old is not None:
-        fs.rm(old, recursive=True)
+    replace_folder(fs, tmp, final_path)
     notes = sum(len(s.notes) for s in sections)
     return [f"report: {len(figures)} figures, {len(sections)} sections, {notes} notes", f"report: wrote {index}"]

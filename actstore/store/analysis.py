@@ -11,7 +11,7 @@ from typing import Any
 
 import xarray as xr
 
-from actstore.store.root import filesystem, join
+from actstore.store.root import filesystem, join, replace_folder
 from actstore.store.zarrstore import quiet_zarr
 
 
@@ -29,13 +29,7 @@ def write_analysis(ds: xr.Dataset, root: str, name: str, inputs: dict[str, Any] 
         ds.to_zarr(tmp, mode="w", zarr_format=3, consolidated=True)
     fs, final_path = filesystem(final)
     _, tmp_path = filesystem(tmp)
-    old = None
-    if fs.exists(final_path):
-        old = f"{tmp_path}.old"
-        fs.mv(final_path, old, recursive=True)
-    fs.mv(tmp_path, final_path, recursive=True)
-    if old is not None:
-        fs.rm(old, recursive=True)
+    replace_folder(fs, tmp_path, final_path)
     return final
 
 

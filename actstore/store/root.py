@@ -20,3 +20,14 @@ def zarr_location(url: str) -> str:
 
     fs, path = filesystem(url)
     return path if isinstance(fs, LocalFileSystem) else str(url)
+
+
+def replace_folder(fs: fsspec.AbstractFileSystem, tmp: str, final: str) -> None:
+    """Move the finished folder `tmp` to `final`, replacing any older one: readers see old or new, never half."""
+    old = None
+    if fs.exists(final):
+        old = f"{tmp}.old"
+        fs.mv(final, old, recursive=True)
+    fs.mv(tmp, final, recursive=True)
+    if old is not None:
+        fs.rm(old, recursive=True)
