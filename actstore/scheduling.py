@@ -15,6 +15,18 @@ def _check_root_is_shared(spec: str, root: str) -> None:
 
 
 @contextmanager
+def _environment_restored() -> Iterator[None]:
+    """Undo what distributed's nanny writes into this process's environment for its workers
+    (OMP_NUM_THREADS=1 and friends): later subprocesses would otherwise run single-threaded."""
+    saved = dict(os.environ)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+@contextmanager
 def dask_scheduler(spec: str, root: str = "stores", workers: int | None = None) -> Iterator[object | None]:
     """Make `spec` the default Dask scheduler inside the block; yields the distributed Client, if any.
 
@@ -33,8 +45,8 @@ def dask_scheduler(spec: str, root: str = "stores", workers: int | None = None) 
 
     if spec == "local":
         n = workers or max(1, min(os.cpu_count() or 1, 4))
-        with LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
-                          dashboard_address=None) as cluster, Client(cluster) as client:
+        with _environment_restored(), LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
+                                                   dashboard_address=None) as cluster, Client(cluster) as client:
             yield client
         return
     if not spec.startswith("tcp://"):
