@@ -302,6 +302,16 @@ class Catalog:
         """Every (arch, seed) of the zoo, in catalog order."""
         return [(a, s) for a in self.cfg["zoo"]["archs"] for s in self.cfg["zoo"]["seeds"]]
 
+    def select(self, archs: list[str] | None = None, seeds: list[int] | None = None) -> list[tuple[str, int]]:
+        """The zoo's models limited to `archs`/`seeds` (None or empty: all); each asked one must be in the zoo."""
+        zoo = self.cfg["zoo"]
+        for flag, asked, valid in (("--arch", archs, zoo["archs"]), ("--seed", seeds, zoo["seeds"])):
+            bad = [x for x in (asked or []) if x not in valid]
+            if bad:
+                raise UserError(f"{flag} {bad[0]}: not in the zoo of profile {self.profile} ({self.path}); "
+                                f"valid: {', '.join(map(str, valid))}")
+        return [(a, s) for a, s in self.models if (not archs or a in archs) and (not seeds or s in seeds)]
+
     def recipe(self, name: str) -> dict:
         """The resolved recipe: recipes/<name>.yaml with the catalog's overrides merged in."""
         if name not in self.cfg["stimuli"]:

@@ -28,17 +28,6 @@ from actstore.train.evaluate import model_folder
 Model = tuple[str, int]
 
 
-def select_models(catalog: Catalog, archs: list[str] | None, seeds: list[int] | None) -> list[Model]:
-    """The catalog's models, limited to the given archs/seeds (which must be in the catalog's zoo)."""
-    zoo = catalog["zoo"]
-    for name, asked, valid in (("arch", archs, zoo["archs"]), ("seed", seeds, zoo["seeds"])):
-        bad = [x for x in (asked or []) if x not in valid]
-        if bad:
-            raise UserError(f"{catalog.path}: zoo.{name}s: {bad[0]!r} is not in the zoo; valid: "
-                            f"{', '.join(map(str, valid))}")
-    return [(a, s) for a, s in catalog.models if (not archs or a in archs) and (not seeds or s in seeds)]
-
-
 def checkpoint_sha(root: str, arch: str, seed: int) -> str:
     """The checkpoint's sha256 from its metadata; a missing checkpoint is one clear line."""
     folder = model_folder(root, arch, seed)
@@ -211,7 +200,7 @@ def extract(catalog: Catalog, root: str, recipe_name: str, archs: list[str] | No
             rebuild: bool = False) -> list[str]:
     """Bring `<root>/<recipe>.zarr` up to date for the selected models; one summary line per model."""
     recipe = catalog.recipe(recipe_name)
-    models = select_models(catalog, archs, seeds)
+    models = catalog.select(archs, seeds)
     shas = {m: checkpoint_sha(root, *m) for m in models}
     store = open_or_create(catalog, root, recipe, lambda: generate_stimuli(catalog, root, recipe), rebuild)
     problems = {model: model_problem(store, *model, shas[model]) for model in models}

@@ -128,7 +128,7 @@ def test_missing_checkpoint_is_one_clear_line(catalog, tmp_path, capsys):
 
 
 def test_arch_outside_the_zoo_is_refused(catalog, tmp_path):
-    with pytest.raises(UserError, match=r"zoo\.archs: 'resnet18' is not in the zoo; valid: xu_cnn, alexnet"):
+    with pytest.raises(UserError, match=r"--arch resnet18: not in the zoo of profile test .*; valid: xu_cnn, alexnet"):
         extract(catalog, str(tmp_path / "root"), "tuning_grid", archs=["resnet18"])
 
 

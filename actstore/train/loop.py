@@ -24,6 +24,7 @@ import actstore
 from actstore.catalog import Catalog, canonical_hash
 from actstore.data.session import Session
 from actstore.errors import UserError
+from actstore.features import resolve_device
 from actstore.models.checkpoint import load_checkpoint, read_meta, save_checkpoint
 from actstore.models.twin import DigitalTwin, build_twin
 from actstore.store.root import filesystem, join
@@ -69,15 +70,6 @@ def spec_for(catalog: Catalog, arch: str, seed: int, fingerprint: str) -> Spec:
     """The Spec of (arch, seed) under this catalog; the data (neurons, frame shape) is covered by `fingerprint`."""
     return Spec(arch, seed, catalog["train"], catalog["evaluation"], catalog["zoo"]["encoder_dim"],
                 catalog["zoo"]["hidden_dim"], catalog["data"]["context_frames"], fingerprint)
-
-
-def resolve_device(name: str | None) -> torch.device:
-    """'auto' (or None) -> CUDA when present, else CPU; 'cuda' without CUDA is a UserError."""
-    if name in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise UserError("--device cuda: CUDA is not available here; valid: auto, cpu")
-    return torch.device(name)
 
 
 def optimizer_for(twin: DigitalTwin, cfg: dict[str, Any]) -> torch.optim.AdamW:
@@ -259,16 +251,6 @@ def result_line(name: str, result: dict[str, Any]) -> str:
             f"{result['wall_time_s']:.0f} s on {result['device']}); test " + ", ".join(parts))
 
 
-def _select(catalog: Catalog, archs: list[str] | None, seeds: list[int] | None) -> list[tuple[str, int]]:
-    zoo = catalog["zoo"]
-    for flag, asked, valid in (("--arch", archs, zoo["archs"]), ("--seed", seeds, zoo["seeds"])):
-        bad = [x for x in (asked or []) if x not in valid]
-        if bad:
-            raise UserError(f"{flag} {bad[0]}: not in zoo of profile {catalog.profile}; "
-                            f"valid: {', '.join(map(str, valid))}")
-    return [(a, s) for a, s in catalog.models if (not archs or a in archs) and (not seeds or s in seeds)]
-
-
 def train_zoo(catalog: Catalog, root: str, archs: list[str] | None = None, seeds: list[int] | None = None,
               device: str | None = None, progress: bool = True,
               log: Callable[[str], None] | None = None) -> list[str]:
@@ -278,8 +260,8 @@ def train_zoo(catalog: Catalog, root: str, archs: list[str] | None = None, seeds
     """
     from actstore.data import data_fingerprint, load_sessions
 
-    models = _select(catalog, archs, seeds)
-    dev = resolve_device(device or catalog["train"]["device"])
+    models = catalog.select(archs, seeds)
+    dev = torch.device(resolve_device(device or catalog["train"]["device"]))
     fingerprint = data_fingerprint(catalog, root)
     sessions: dict[str, Session] | None = None
     lines = []
