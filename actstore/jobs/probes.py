@@ -81,12 +81,18 @@ def _binary(ds: xr.Dataset, models: list[tuple[str, int]], cfg: dict, task: str)
     return probes.predict(test)[:, 0], chosen
 
 
+def _test_levels(ds: xr.Dataset, models: list[tuple[str, int]], cfg: dict, task: str,
+                 level_name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """A binary task's test predictions, chosen L2, test labels, each test trial's level and the level grid."""
+    pred, chosen = _binary(ds, models, cfg, task)
+    test = _split(ds) == "test"
+    label, level = np.asarray(ds["label"].values).astype(int)[test], ds[level_name].values[test]
+    return pred, chosen, label, level, np.unique(level)
+
+
 def contrast(ds: xr.Dataset, models: list[tuple[str, int]], cfg: dict) -> dict[str, np.ndarray]:
     """Balanced accuracy per test contrast and its area over the grid index, normalized to [0, 1]."""
-    pred, chosen = _binary(ds, models, cfg, "contrast")
-    test = _split(ds) == "test"
-    label, level = np.asarray(ds["label"].values).astype(int)[test], ds["contrast"].values[test]
-    grid = np.unique(level)
+    pred, chosen, label, level, grid = _test_levels(ds, models, cfg, "contrast", "contrast")
     bacc = pr.balanced_accuracy_by_level(pred, label, level, grid)
     return {"contrast": grid, "contrast_bacc": bacc, "contrast_l2": chosen,
             "contrast_auc": pr.normalized_auc(bacc, np.arange(len(grid)))}
@@ -94,10 +100,7 @@ def contrast(ds: xr.Dataset, models: list[tuple[str, int]], cfg: dict) -> dict[s
 
 def rdk(ds: xr.Dataset, models: list[tuple[str, int]], cfg: dict) -> dict[str, np.ndarray]:
     """Accuracy per test coherence and its area over coherence, normalized by the coherence range."""
-    pred, chosen = _binary(ds, models, cfg, "rdk")
-    test = _split(ds) == "test"
-    label, level = np.asarray(ds["label"].values).astype(int)[test], ds["coherence"].values[test]
-    grid = np.unique(level)
+    pred, chosen, label, level, grid = _test_levels(ds, models, cfg, "rdk", "coherence")
     acc = pr.accuracy_by_level(pred, label, level, grid)
     return {"coherence": grid, "rdk_acc": acc, "rdk_l2": chosen, "rdk_auc": pr.normalized_auc(acc, grid)}
 
