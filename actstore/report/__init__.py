@@ -53,6 +53,17 @@ def _has(ds: xr.Dataset | None, *names: str) -> bool:
     return ds is not None and all(n in ds and bool(np.isfinite(ds[n].values.astype(float)).any()) for n in names)
 
 
+def _fill(section: "Section", ds: xr.Dataset | None, name: str, command: str, needs: tuple[str, ...], empty: str,
+          draw: Callable[[xr.Dataset], Any], figures: dict) -> None:
+    """The section's figure from analysis `name`, or a note saying why there is none (missing, or empty)."""
+    if ds is None:
+        section.notes.append(_missing(name, command))
+    elif not _has(ds, *needs):
+        section.notes.append(empty)
+    else:
+        figures[section.key] = draw(ds)
+
+
 def _neural(found: dict, sections: list, figures: dict) -> None:
     from actstore.report import figures as fg
     from actstore.report.html import Section
@@ -62,14 +73,10 @@ def _neural(found: dict, sections: list, figures: dict) -> None:
                 "Per-neuron Pearson r between predicted and recorded spike counts on the test split, inside "
                 "non-overlapping chunks, averaged over chunks, neurons and mice. Bars: mean over seeds (error bar "
                 "SD), dots: seeds. Right: the same score as a fraction of the noise ceiling (the true rates' r).")
-    if ds is None:
-        s.notes.append(_missing("neural", "train"))
-    elif not _has(ds, "neural_r"):
-        s.notes.append("No trained model has a neural-prediction score yet.")
-    else:
-        if not _has(ds, "ceiling_fraction"):
-            s.notes.append("No noise ceiling is known for these recordings; only r is shown.")
-        figures[s.key] = fg.neural_prediction(ds)
+    if _has(ds, "neural_r") and not _has(ds, "ceiling_fraction"):
+        s.notes.append("No noise ceiling is known for these recordings; only r is shown.")
+    _fill(s, ds, "neural", "train", ("neural_r",), "No trained model has a neural-prediction score yet.",
+          fg.neural_prediction, figures)
     sections.append(s)
 
 
@@ -93,13 +100,9 @@ def _probes(found: dict, sections: list, figures: dict) -> None:
          ("rdk_acc",), fg.coherence_curves),
     ]
     for section, needs, draw in specs:
-        if ds is None:
-            section.notes.append(_missing("probes", "analyze probes"))
-        elif not _has(ds, *needs):
-            section.notes.append(f"analysis/probes.zarr holds no {section.key} results "
-                                 f"(its task store was missing or had no complete model).")
-        else:
-            figures[section.key] = draw(ds)
+        _fill(section, ds, "probes", "analyze probes", needs,
+              f"analysis/probes.zarr holds no {section.key} results "
+              f"(its task store was missing or had no complete model).", draw, figures)
         sections.append(section)
 
 
@@ -135,12 +138,8 @@ def _geometry(found: dict, sections: list, figures: dict) -> None:
                 "PCA eigenspectra of the standardized GRU final state and encoder output over the reference clips; "
                 "one line per architecture (geometric mean over seeds); dashed: the power law lambda ~ rank^-alpha "
                 "with the seeds' mean fitted alpha, over the shaded rank window.")
-    if ds is None:
-        s.notes.append(_missing("geometry", "analyze geometry"))
-    elif not _has(ds, "eigenvalues"):
-        s.notes.append("analysis/geometry.zarr holds no spectra.")
-    else:
-        figures[s.key] = fg.eigenspectra(ds.compute())
+    _fill(s, ds, "geometry", "analyze geometry", ("eigenvalues",), "analysis/geometry.zarr holds no spectra.",
+          lambda d: fg.eigenspectra(d.compute()), figures)
     sections.append(s)
 
 
