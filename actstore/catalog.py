@@ -108,6 +108,27 @@ def _ou(v: Any, where: str) -> None:
 
 _OPT = {"lr": _float(0.0), "weight_decay": _float(0.0)}
 
+TRAIN: dict[str, Any] = {
+    "device": _str(DEVICES),
+    "batch_size": _int(1),
+    "max_epochs": _int(1),
+    "max_batches_per_epoch": _int(0),
+    "run_length": _int(1),
+    "max_val_samples": _int(0),
+    "init_frames": _int(0),
+    "early_stop_patience": _int(1),
+    "grad_clip": _float(0.0),
+    "l1": _float(0.0),
+    "optimizer": {"encoder": dict(_OPT), "gru": dict(_OPT), "readout": dict(_OPT)},
+    "plateau": {"factor": _float(0.0, 1.0), "patience": _int(0), "min_lr": _float(0.0)},
+}
+
+
+def _train_override(v: Any, where: str) -> None:
+    """One arch's entry of train_overrides: any subset of the train keys."""
+    _check_override(TRAIN, v, where)
+
+
 SCHEMA: dict[str, Any] = {
     "name": _str(),
     "default_profile": _str(),
@@ -169,20 +190,8 @@ SCHEMA: dict[str, Any] = {
         "encoder_dim": _int(1),
         "hidden_dim": _int(1),
     },
-    "train": {
-        "device": _str(DEVICES),
-        "batch_size": _int(1),
-        "max_epochs": _int(1),
-        "max_batches_per_epoch": _int(0),
-        "run_length": _int(1),
-        "max_val_samples": _int(0),
-        "init_frames": _int(0),
-        "early_stop_patience": _int(1),
-        "grad_clip": _float(0.0),
-        "l1": _float(0.0),
-        "optimizer": {"encoder": dict(_OPT), "gru": dict(_OPT), "readout": dict(_OPT)},
-        "plateau": {"factor": _float(0.0, 1.0), "patience": _int(0), "min_lr": _float(0.0)},
-    },
+    "train": TRAIN,
+    "train_overrides": _mapping(_str(ARCHS), _train_override),
     "evaluation": {"chunk_samples": _int(2), "max_samples": _int(0)},
     "extract": {"device": _str(DEVICES), "batch_size": _int(1), "chunk_mb": _float(0.001)},
     "stimuli": _list(_str(), unique=True),
@@ -311,6 +320,10 @@ class Catalog:
                 raise UserError(f"{flag} {bad[0]}: not in the zoo of profile {self.profile} ({self.path}); "
                                 f"valid: {', '.join(map(str, valid))}")
         return [(a, s) for a, s in self.models if (not archs or a in archs) and (not seeds or s in seeds)]
+
+    def train_config(self, arch: str) -> dict:
+        """The training settings of `arch`: `train` with that arch's `train_overrides` entry merged in."""
+        return deep_merge(self.cfg["train"], self.cfg["train_overrides"].get(arch, {}))
 
     def recipe(self, name: str) -> dict:
         """The resolved recipe: recipes/<name>.yaml with the catalog's overrides merged in."""

@@ -25,6 +25,16 @@ def test_profiles_encode_the_study():
     assert load_catalog(REPO_CATALOG).profile == "demo"
 
 
+def test_train_overrides_apply_to_their_arch_alone(tmp_path):
+    def mutate(c):
+        c["profiles"]["smoke"]["train_overrides"] = {"xu_cnn": {"max_epochs": 7, "optimizer": {"gru": {"lr": 0.5}}}}
+    cat = load_catalog(write(tmp_path, mutate), "smoke")
+    xu, alex = cat.train_config("xu_cnn"), cat.train_config("alexnet")
+    assert xu["max_epochs"] == 7 and xu["optimizer"]["gru"] == {"lr": 0.5, "weight_decay": cat["train"]["optimizer"]["gru"]["weight_decay"]}
+    assert xu["optimizer"]["encoder"] == cat["train"]["optimizer"]["encoder"] and xu["batch_size"] == cat["train"]["batch_size"]
+    assert alex == cat["train"] and cat["train"]["max_epochs"] != 7
+
+
 def test_canonical_hash_ignores_key_order():
     assert canonical_hash({"a": 1, "b": [1, 2]}) == canonical_hash({"b": [1, 2], "a": 1})
     assert canonical_hash({"a": 1}) != canonical_hash({"a": 2})
@@ -48,6 +58,12 @@ def write(tmp_path, mutate):
     (lambda c: c["profiles"]["smoke"]["train"].update(lr=1), "smoke", r"profiles\.smoke\.train\.lr: unknown key"),
     (lambda c: c["data"].update(reference_session="nope"), "paper", r"data\.reference_session: 'nope' is not in data\.sessions"),
     (lambda c: None, "tiny", r"profiles: unknown profile 'tiny'; valid: .*smoke"),
+    (lambda c: c["train_overrides"].update(vgg16={"max_epochs": 3}), "paper",
+     r"train_overrides key: invalid value 'vgg16'; expected one of xu_cnn"),
+    (lambda c: c["profiles"]["smoke"].update(train_overrides={"xu_cnn": {"epochs": 3}}), "smoke",
+     r"profiles\.smoke\.train_overrides\.xu_cnn\.epochs: unknown key; valid keys: device, batch_size"),
+    (lambda c: c["train_overrides"].update(alexnet={"optimizer": {"gru": {"lr": -1}}}), "paper",
+     r"train_overrides\.alexnet\.optimizer\.gru\.lr: invalid value -1"),
 ])
 def test_bad_catalog_names_file_and_key(tmp_path, mutate, profile, message):
     path = write(tmp_path, mutate)

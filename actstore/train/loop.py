@@ -68,7 +68,7 @@ class Spec:
 
 def spec_for(catalog: Catalog, arch: str, seed: int, fingerprint: str) -> Spec:
     """The Spec of (arch, seed) under this catalog; the data (neurons, frame shape) is covered by `fingerprint`."""
-    return Spec(arch, seed, catalog["train"], catalog["evaluation"], catalog["zoo"]["encoder_dim"],
+    return Spec(arch, seed, catalog.train_config(arch), catalog["evaluation"], catalog["zoo"]["encoder_dim"],
                 catalog["zoo"]["hidden_dim"], catalog["data"]["context_frames"], fingerprint)
 
 
