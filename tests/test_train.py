@@ -204,6 +204,16 @@ def test_up_to_date_model_is_skipped_and_changes_retrain_or_rescore(sessions, un
     assert changed["status"] == "trained" and changed["config_hash"] != first["config_hash"]
 
 
+def test_spec_takes_its_archs_train_overrides():
+    cat = load_catalog(profile="demo")
+    assert cat["train_overrides"]["xu_cnn"], "the demo profile overrides xu_cnn's schedule"
+    xu, alex = (loop.spec_for(cat, arch, 0, "fingerprint") for arch in ("xu_cnn", "alexnet"))
+    assert xu.train == cat.train_config("xu_cnn") != cat["train"] == alex.train
+    plain = loop.Spec("xu_cnn", 0, cat["train"], cat["evaluation"], xu.encoder_dim, xu.hidden_dim, xu.context,
+                      "fingerprint")
+    assert xu.key["config_hash"] != plain.key["config_hash"]
+
+
 # ------------------------------------------------------------------ the zoo on real (synthetic) data
 
 def test_train_zoo_scores_every_model_into_neural_zarr(smoke_catalog, smoke_root):
