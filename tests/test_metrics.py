@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from actstore.train.metrics import chunked_neuron_r, overall_r, pearson_columns
+from actstore.train.metrics import chunked_neuron_r, overall_r, pearson_columns, prediction_r
 
 
 def test_pearson_columns_hand_values():
@@ -19,6 +19,18 @@ def test_pearson_columns_constant_column_is_nan():
     obs = np.array([[1.0, 2.0], [0.0, 3.0], [5.0, 4.0]])
     r = pearson_columns(pred, obs)
     assert np.isnan(r[1]) and np.isfinite(r[0])
+
+
+def test_constant_prediction_scores_zero_where_the_neuron_varies():
+    # column 0: constant prediction, varying counts -> 0 (no variation explained), not NaN (dropped);
+    # column 1: silent neuron -> NaN whatever the prediction; column 2: hand value 0.8 as above
+    pred = np.array([[2.0, 1.0, 1.0], [2.0, 2.0, 2.0], [2.0, 3.0, 3.0], [2.0, 4.0, 4.0]])
+    obs = np.array([[0.0, 0.0, 1.0], [1.0, 0.0, 3.0], [0.0, 0.0, 2.0], [3.0, 0.0, 4.0]])
+    r = prediction_r(pred, obs)
+    assert r[0] == 0.0 and np.isnan(r[1]) and r[2] == pytest.approx(0.8)
+    # a twin whose rates are flat in every chunk scores 0 for each neuron that fires, not the mean of the others
+    chunked = chunked_neuron_r(np.vstack([pred, pred]), np.vstack([obs, obs]), chunk=4)
+    assert chunked[0] == 0.0 and np.isnan(chunked[1]) and chunked[2] == pytest.approx(0.8)
 
 
 def test_chunked_neuron_r_averages_within_chunks_then_drops_tail():

@@ -191,7 +191,7 @@ def test_sigkilled_subprocess_resumes_from_its_last_epoch(sessions, uninterrupte
         assert torch.equal(tensor, uninterrupted[1][name]), name
 
 
-def test_up_to_date_model_is_skipped_and_changes_retrain_or_rescore(sessions, uninterrupted, tmp_path):
+def test_up_to_date_model_is_skipped_and_changes_retrain_or_rescore(sessions, uninterrupted, tmp_path, monkeypatch):
     folder = str(tmp_path / "alexnet-s0")
     spec = smoke_spec(max_epochs=1)
     first = loop.train_model(spec, sessions, folder, torch.device("cpu"), progress=False)
@@ -200,6 +200,11 @@ def test_up_to_date_model_is_skipped_and_changes_retrain_or_rescore(sessions, un
     rescored = loop.train_model(smoke_spec(max_epochs=1, max_samples=100), sessions, folder, torch.device("cpu"), progress=False)
     assert rescored["status"] == "re-scored" and rescored["sha256"] == first["sha256"]
     assert all(s["n_samples"] == 100 for s in rescored["neural"].values())
+    monkeypatch.setattr(loop, "SCORING_VERSION", loop.SCORING_VERSION + 1)  # the metrics changed
+    new_metric = loop.train_model(smoke_spec(max_epochs=1, max_samples=100), sessions, folder, torch.device("cpu"),
+                                  progress=False)
+    assert new_metric["status"] == "re-scored" and new_metric["sha256"] == first["sha256"]
+    monkeypatch.undo()
     changed = loop.train_model(smoke_spec(max_epochs=1, l1=0.5), sessions, folder, torch.device("cpu"), progress=False)
     assert changed["status"] == "trained" and changed["config_hash"] != first["config_hash"]
 

@@ -19,9 +19,10 @@ from actstore.models.twin import DigitalTwin
 from actstore.store.analysis import analysis_inputs, write_analysis
 from actstore.store.root import filesystem, join
 from actstore.train.dataset import consecutive_runs, select_chunks, window_rates
-from actstore.train.metrics import chunked_neuron_r, overall_r, pearson_columns
+from actstore.train.metrics import chunked_neuron_r, overall_r, prediction_r
 
 EVAL_RUN = 256  # targets per encoder call when predicting
+SCORING_VERSION = 2  # bump when the metrics change: existing checkpoints are then re-scored, not retrained
 
 
 @torch.no_grad()
@@ -59,7 +60,7 @@ def validation_scores(twin: DigitalTwin, sessions: dict[str, Session], targets: 
         pred = predict(twin, session, mouse, targets[mouse], context, device)
         obs = session.counts[targets[mouse]].astype(np.float64)
         losses.append(poisson_loss(pred, obs))
-        rs.append(pearson_columns(pred, obs))
+        rs.append(prediction_r(pred, obs))
     return float(np.mean(losses)), nan_mean(np.concatenate(rs))
 
 

@@ -30,7 +30,7 @@ from actstore.models.twin import DigitalTwin, build_twin
 from actstore.store.root import filesystem, join
 from actstore.train.datainit import data_dependent_init
 from actstore.train.dataset import Batch, epoch_batches, make_batch, select_chunks, window_rates
-from actstore.train.evaluate import model_folder, neural_scores, validation_scores, write_neural
+from actstore.train.evaluate import SCORING_VERSION, model_folder, neural_scores, validation_scores, write_neural
 
 RESUME = "resume.pt"
 INIT_STREAM = 2**31 - 1  # the init's random draws use a stream no epoch number reaches
@@ -60,6 +60,11 @@ class Spec:
         """Inputs of the training: a checkpoint with the same key is up to date."""
         return {"config_hash": canonical_hash(self.config), "data_fingerprint": self.data_fingerprint,
                 "code_version": actstore.__version__}
+
+    @property
+    def scoring(self) -> dict[str, Any]:
+        """What the test scores depend on besides the weights: a checkpoint scored otherwise is re-scored."""
+        return {**self.evaluation, "scoring_version": SCORING_VERSION}
 
     @property
     def name(self) -> str:
@@ -111,7 +116,7 @@ def _load_resume(folder: str, key: dict[str, str]) -> dict[str, Any] | None:
 
 
 def model_status(folder: str, spec: Spec) -> tuple[str, dict[str, Any] | None]:
-    """('up to date' | 're-score' | 'train', model.json): re-score when only the evaluation settings changed."""
+    """('up to date' | 're-score' | 'train', model.json): re-score when only the scoring (settings, metric) changed."""
     fs, path = filesystem(join(folder, "model.json"))
     if not fs.exists(path):
         return "train", None
@@ -122,7 +127,7 @@ def model_status(folder: str, spec: Spec) -> tuple[str, dict[str, Any] | None]:
     prov = meta.get("provenance", {})
     if not all(prov.get(k) == v for k, v in spec.key.items()) or "neural" not in prov:
         return "train", meta
-    return ("up to date" if prov.get("evaluation") == spec.evaluation else "re-score"), meta
+    return ("up to date" if prov.get("evaluation") == spec.scoring else "re-score"), meta
 
 
 def _init_from_data(twin: DigitalTwin, sessions: dict[str, Session], n_frames: int, seed: int, context: int,
@@ -220,7 +225,7 @@ def train_model(spec: Spec, sessions: dict[str, Session], folder: str, device: t
                   "epochs": state["epoch"], "best_epoch": state["best_epoch"], "best_val_loss": state["best_loss"],
                   "resumed_from_epoch": resumed_from, "history": state["history"],
                   "wall_time_s": round(state["wall_s"] + time.perf_counter() - t0, 2),
-                  "evaluation": spec.evaluation, "neural": scores,
+                  "evaluation": spec.scoring, "neural": scores,
                   "trained_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     provenance["sha256"] = save_checkpoint(twin, folder, provenance)
     fs, path = filesystem(join(folder, RESUME))
@@ -233,7 +238,7 @@ def _rescore(spec: Spec, sessions: dict[str, Session], folder: str, device: torc
     twin, meta = load_checkpoint(folder, map_location=str(device))
     twin.to(device)
     prov = dict(meta["provenance"])
-    prov.update(evaluation=spec.evaluation, neural=neural_scores(
+    prov.update(evaluation=spec.scoring, neural=neural_scores(
         twin, sessions, spec.context, spec.evaluation["chunk_samples"], spec.evaluation["max_samples"], device))
     prov["sha256"] = save_checkpoint(twin, folder, prov)
     return {**prov, "status": "re-scored"}

@@ -13,16 +13,24 @@ def pearson_columns(pred: np.ndarray, obs: np.ndarray) -> np.ndarray:
         return np.where(den > 0, (p * o).sum(axis=0) / np.where(den > 0, den, 1.0), np.nan)
 
 
+def prediction_r(pred: np.ndarray, obs: np.ndarray) -> np.ndarray:
+    """Pearson r of each predicted column with its observed one: 0 where the prediction is constant but the
+    observation varies (it explains none of the variation), NaN where the observation is constant."""
+    r = pearson_columns(pred, obs)
+    flat_pred, flat_obs = np.ptp(pred, axis=0) == 0, np.ptp(obs, axis=0) == 0
+    return np.where(flat_pred & ~flat_obs, 0.0, r)
+
+
 def chunked_neuron_r(pred: np.ndarray, obs: np.ndarray, chunk: int = 100) -> np.ndarray:
-    """Per-neuron r computed inside non-overlapping `chunk`-sample chunks (a short tail is dropped),
-    then averaged over chunks (ignoring chunks where a neuron is constant). (T, N) -> (N,)."""
+    """Per-neuron r (`prediction_r`) computed inside non-overlapping `chunk`-sample chunks (a short tail is
+    dropped), then averaged over chunks, ignoring chunks where the neuron's observation is constant. (T, N) -> (N,)."""
     n = (len(pred) // chunk) * chunk
     if n == 0:
         return np.full(pred.shape[1], np.nan)
     shape = (n // chunk, chunk, pred.shape[1])
     p = np.asarray(pred[:n], dtype=np.float64).reshape(shape)
     o = np.asarray(obs[:n], dtype=np.float64).reshape(shape)
-    rs = np.stack([pearson_columns(p[k], o[k]) for k in range(shape[0])])
+    rs = np.stack([prediction_r(p[k], o[k]) for k in range(shape[0])])
     ok = np.isfinite(rs)
     count = ok.sum(axis=0)
     total = np.where(ok, rs, 0.0).sum(axis=0)
