@@ -26,6 +26,15 @@ def test_roundtrip_is_exact(saved):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_resaving_a_loaded_checkpoint_keeps_its_sha256(tmp_path):
+    # mice listed out of alphabetical order, as a catalog may: model.json sorts them, the reloaded twin too
+    twin = build_twin("xu_cnn", (30, 40), {"b": 2, "a": 5}, encoder_dim=16, hidden_dim=8, seed=1)
+    digest = save_checkpoint(twin, str(tmp_path / "first"))
+    loaded, _ = load_checkpoint(str(tmp_path / "first"))
+    assert list(loaded.readouts) != list(twin.readouts)
+    assert save_checkpoint(loaded, str(tmp_path / "again")) == digest
+
+
 def test_roundtrip_on_fsspec_memory():
     twin = build_twin("xu_cnn", (30, 40), {"a": 5}, encoder_dim=16, hidden_dim=8, seed=2)
     save_checkpoint(twin, "memory://ckpt/xu_cnn-s2")

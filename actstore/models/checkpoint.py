@@ -37,7 +37,9 @@ def save_checkpoint(twin: DigitalTwin, folder: str, provenance: dict[str, Any] |
     fs, path = fsspec.core.url_to_fs(str(folder))
     fs.makedirs(path, exist_ok=True)
     buf = io.BytesIO()
-    torch.save({k: v.detach().cpu() for k, v in twin.state_dict().items()}, buf)
+    # keys in sorted order: model.json stores the mice sorted, so a reloaded twin lists its readouts in another
+    # order than the one trained; sorted keys make the bytes (and the sha256) depend on the weights alone
+    torch.save({k: v.detach().cpu() for k, v in sorted(twin.state_dict().items())}, buf)
     data = buf.getvalue()
     digest = hashlib.sha256(data).hexdigest()
     _write_atomic(fs, _join(path, WEIGHTS), data)
