@@ -44,7 +44,7 @@ def _neural_scores(root: str) -> dict[tuple[str, int], str]:
             if not bool(cell["complete"]):
                 continue
             frac = float(cell["ceiling_fraction"].mean())
-            ceiling = f" ({100 * frac:.0f}% of ceiling)" if frac == frac else ""
+            ceiling = f" ({round(100 * frac)}% of ceiling)" if frac == frac else ""
             out[(str(arch), int(seed))] = f"  test r {float(cell['neural_r']):.3f}{ceiling}"
     return out
 

@@ -250,7 +250,7 @@ def result_line(name: str, result: dict[str, Any]) -> str:
         return f"{name}: up to date"
     parts = []
     for mouse, s in result["neural"].items():
-        frac = "" if not np.isfinite(s["ceiling_fraction"]) else f" ({100 * s['ceiling_fraction']:.0f}% of ceiling)"
+        frac = "" if not np.isfinite(s["ceiling_fraction"]) else f" ({round(100 * s['ceiling_fraction'])}% of ceiling)"
         parts.append(f"{mouse} r={s['r_neuron']:.3f}{frac}")
     return (f"{name}: {result['status']} ({result['epochs']} epochs, best {result['best_epoch']}, "
             f"{result['wall_time_s']:.0f} s on {result['device']}); test " + ", ".join(parts))
