@@ -1,6 +1,7 @@
 """`actstore status`: what exists under the root, with sizes."""
 from __future__ import annotations
 
+import math
 from typing import Iterator
 
 import fsspec
@@ -27,6 +28,11 @@ def _completed(url: str) -> str:
     return f"{store.complete_count()}/{len(store.archs) * len(store.seeds)} models complete"
 
 
+def ceiling_text(fraction: float) -> str:
+    """' (62% of ceiling)' for a finite fraction of the noise ceiling, '' otherwise (no ceiling known)."""
+    return f" ({round(100 * fraction)}% of ceiling)" if math.isfinite(fraction) else ""
+
+
 def _neural_scores(root: str) -> dict[tuple[str, int], str]:
     """'test r 0.31 (62% of ceiling)' per trained model, from analysis/neural.zarr (empty when absent)."""
     from actstore.store.analysis import open_analysis
@@ -43,8 +49,7 @@ def _neural_scores(root: str) -> dict[tuple[str, int], str]:
             cell = ds.sel(arch=arch, seed=seed)
             if not bool(cell["complete"]):
                 continue
-            frac = float(cell["ceiling_fraction"].mean())
-            ceiling = f" ({round(100 * frac)}% of ceiling)" if frac == frac else ""
+            ceiling = ceiling_text(float(cell["ceiling_fraction"].mean()))
             out[(str(arch), int(seed))] = f"  test r {float(cell['neural_r']):.3f}{ceiling}"
     return out
 

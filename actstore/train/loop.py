@@ -27,6 +27,7 @@ from actstore.errors import UserError
 from actstore.features import resolve_device
 from actstore.models.checkpoint import load_checkpoint, read_meta, save_checkpoint
 from actstore.models.twin import DigitalTwin, build_twin
+from actstore.status import ceiling_text
 from actstore.store.root import filesystem, join
 from actstore.train.datainit import data_dependent_init
 from actstore.train.dataset import Batch, epoch_batches, make_batch, select_chunks, window_rates
@@ -250,8 +251,7 @@ def result_line(name: str, result: dict[str, Any]) -> str:
         return f"{name}: up to date"
     parts = []
     for mouse, s in result["neural"].items():
-        frac = "" if not np.isfinite(s["ceiling_fraction"]) else f" ({round(100 * s['ceiling_fraction'])}% of ceiling)"
-        parts.append(f"{mouse} r={s['r_neuron']:.3f}{frac}")
+        parts.append(f"{mouse} r={s['r_neuron']:.3f}{ceiling_text(s['ceiling_fraction'])}")
     return (f"{name}: {result['status']} ({result['epochs']} epochs, best {result['best_epoch']}, "
             f"{result['wall_time_s']:.0f} s on {result['device']}); test " + ", ".join(parts))
 
