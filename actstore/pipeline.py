@@ -52,6 +52,7 @@ def run_all(catalog: Catalog, root: str, scheduler: str = "threads",
     from actstore.scheduling import dask_scheduler
 
     out: list[str] = []
+    walls: dict[str, float] = {}
     t_all = time.perf_counter()
     with dask_scheduler(scheduler, root):
         for name, step in _steps(catalog, root):
@@ -59,9 +60,11 @@ def run_all(catalog: Catalog, root: str, scheduler: str = "threads",
                 continue
             t0 = time.perf_counter()
             lines = step()
-            line = f"[{name:<7}] {_summary(lines)} ({time.perf_counter() - t0:.1f} s)"
+            walls[name] = time.perf_counter() - t0
+            line = f"[{name:<7}] {_summary(lines)} ({walls[name]:.1f} s)"
             click.echo(line)
             out.append(line)
     where = f"; report: {root.rstrip('/')}/report/index.html" if "report" in steps else ""
+    click.echo("wall time per step: " + ", ".join(f"{name} {wall:.1f} s" for name, wall in walls.items()))
     click.echo(f"done in {time.perf_counter() - t_all:.1f} s{where}")
     return out

@@ -33,6 +33,8 @@ def test_run_completes_then_is_up_to_date(smoke_root, tmp_path):
     assert first.returncode == 0, first.stderr
     assert set(step_lines(first.stdout)) == {"data", "train", "extract", "analyze", "report"}
     assert (Path(root) / "report" / "index.html").exists()
+    walls = next(ln for ln in first.stdout.splitlines() if ln.startswith("wall time per step: "))
+    assert [part.split()[0] for part in walls.split(": ", 1)[1].split(", ")] == list(step_lines(first.stdout))
     second = run_cli(root, "run")
     assert second.returncode == 0, second.stderr
     lines = step_lines(second.stdout)
