@@ -3,6 +3,10 @@
 Features: orientation = the encoder output of the single frame; contrast = the GRU final state;
 RDK = the last chunk's GRU final state. Standardization (train-split statistics) per task is set by
 catalog analysis.probes.standardize (paper: RDK only). Each task is one batched solve over models x L2.
+
+Every accuracy-type result `<name>` comes with `<name>_se`, its binomial standard error over the test
+trials, and `<name>_n`, the test trials it rests on (balanced accuracy: `contrast_bacc_n_target` and
+`contrast_bacc_n_blank`); the functions and their assumptions are in actstore.analysis.probes.
 """
 from __future__ import annotations
 
@@ -15,7 +19,7 @@ from actstore.jobs.inputs import (as_json, complete_models, model_grid, open_inp
                                   store_fingerprint, text_as_objects, up_to_date)
 from actstore.store.analysis import write_analysis
 
-VERSION = "probes/1"
+VERSION = "probes/2"
 TASKS = {"orientation": "orientation_task", "contrast": "contrast_task", "rdk": "rdk_task"}
 
 
@@ -39,8 +43,14 @@ def _sets(x: np.ndarray, ds: xr.Dataset, names: tuple[str, ...], standardize: bo
     return pr.standardized(*sets) if standardize else sets
 
 
+def _with_error(name: str, value: np.ndarray, se: np.ndarray, n: np.ndarray | int) -> dict[str, np.ndarray]:
+    """`name`, its standard error `name_se` and the test trials it rests on `name_n`, all of value's shape."""
+    return {name: value, f"{name}_se": se, f"{name}_n": np.broadcast_to(n, np.shape(value)).astype(np.float64)}
+
+
 def orientation(ds: xr.Dataset, models: list[tuple[str, int]], cfg: dict, seed: int) -> dict[str, np.ndarray]:
-    """Sample-efficiency sweep: per train size the chosen L2 and ID/OOD accuracy; AUCs over log2 size."""
+    """Sample-efficiency sweep: per train size the chosen L2 and ID/OOD accuracy; AUCs over log2 size.
+    Every size is scored on the same test trials, so the AUCs' SEs keep the sizes' covariance (paired_auc_se)."""
     x = _features(ds, models, "encoder")
     split, label = _split(ds), np.asarray(ds["label"].values).astype(int)
     k = int(label.max()) + 1
@@ -49,25 +59,32 @@ def orientation(ds: xr.Dataset, models: list[tuple[str, int]], cfg: dict, seed: 
     if not sizes:
         raise ValueError(f"orientation_task: train split too small for any of {cfg['orientation_train_sizes']}")
     train, val, test_id, test_ood = (x[:, split == n] for n in ("train", "val", "test_id", "test_ood"))
-    acc_id, acc_ood, l2 = [], [], []
+    correct: dict[str, list[np.ndarray]] = {"id": [], "ood": []}
+    l2 = []
     for idx in pr.balanced_subsets(y["train"], sizes, k, seed):
         sets = [train[:, idx], val, test_id, test_ood]
         if cfg["standardize"]["orientation"]:
             sets = pr.standardized(*sets)
         probes, chosen = pr.fit_selected(sets[0], y["train"][idx], sets[1], y["val"], k, cfg["l2_grid"],
                                          cfg["max_iter"], cfg["tolerance"])
-        acc_id.append(pr.accuracy(probes.predict(sets[2])[:, 0], y["test_id"]))
-        acc_ood.append(pr.accuracy(probes.predict(sets[3])[:, 0], y["test_ood"]))
+        for test, features in (("id", sets[2]), ("ood", sets[3])):
+            correct[test].append(probes.predict(features)[:, 0] == y[f"test_{test}"])
         l2.append(chosen)
-    out = {"train_size": np.array(sizes), "chance": 1.0 / k,
-           "orientation_acc_id": np.stack(acc_id, 1), "orientation_acc_ood": np.stack(acc_ood, 1),
-           "orientation_l2": np.stack(l2, 1)}
+    out = {"train_size": np.array(sizes), "chance": 1.0 / k, "orientation_l2": np.stack(l2, 1)}
+    log_sizes = np.log2(sizes)
     for test in ("id", "ood"):
-        acc = out[f"orientation_acc_{test}"]
-        auc = pr.normalized_auc(acc, np.log2(sizes)) if len(sizes) > 1 else np.full(len(models), np.nan)
-        out[f"orientation_{test}"] = acc[:, -1]
-        out[f"orientation_auc_{test}"] = auc
-        out[f"orientation_auc_adj_{test}"] = pr.chance_adjusted(auc, 1.0 / k)
+        hits = np.stack(correct[test], 1)  # (M, sizes, test trials): each trial correct or not
+        acc, n = hits.mean(-1), hits.shape[-1]
+        se = pr.binomial_se(acc, n)
+        if len(sizes) > 1:
+            auc, auc_se = pr.normalized_auc(acc, log_sizes), pr.paired_auc_se(hits, log_sizes)
+        else:
+            auc = auc_se = np.full(len(models), np.nan)
+        out.update(_with_error(f"orientation_acc_{test}", acc, se, n))
+        out.update(_with_error(f"orientation_{test}", acc[:, -1], se[:, -1], n))
+        out.update(_with_error(f"orientation_auc_{test}", auc, auc_se, n))
+        out.update(_with_error(f"orientation_auc_adj_{test}", pr.chance_adjusted(auc, 1.0 / k),
+                               auc_se / (1.0 - 1.0 / k), n))
     return out
 
 
@@ -91,18 +108,28 @@ def _test_levels(ds: xr.Dataset, models: list[tuple[str, int]], cfg: dict, task:
 
 
 def contrast(ds: xr.Dataset, models: list[tuple[str, int]], cfg: dict) -> dict[str, np.ndarray]:
-    """Balanced accuracy per test contrast and its area over the grid index, normalized to [0, 1]."""
+    """Balanced accuracy per test contrast and its area over the grid index, normalized to [0, 1]; the AUC's
+    SE counts the blanks once, as every level shares them (balanced_auc_se)."""
     pred, chosen, label, level, grid = _test_levels(ds, models, cfg, "contrast", "contrast")
-    bacc = pr.balanced_accuracy_by_level(pred, label, level, grid)
-    return {"contrast": grid, "contrast_bacc": bacc, "contrast_l2": chosen,
-            "contrast_auc": pr.normalized_auc(bacc, np.arange(len(grid)))}
+    hit, rejection, n_target, n_blank = pr.detection_rates(pred, label, level, grid)
+    bacc = (hit + rejection[:, None]) / 2
+    auc_se = pr.balanced_auc_se(hit, n_target, rejection, n_blank, np.arange(len(grid)))
+    return {"contrast": grid, "contrast_bacc": bacc,
+            "contrast_bacc_se": pr.balanced_accuracy_se(hit, n_target, rejection[:, None], n_blank),
+            "contrast_bacc_n_target": np.broadcast_to(n_target, bacc.shape).astype(np.float64),
+            "contrast_bacc_n_blank": np.full(bacc.shape, float(n_blank)), "contrast_l2": chosen,
+            **_with_error("contrast_auc", pr.normalized_auc(bacc, np.arange(len(grid))), auc_se, len(label))}
 
 
 def rdk(ds: xr.Dataset, models: list[tuple[str, int]], cfg: dict) -> dict[str, np.ndarray]:
-    """Accuracy per test coherence and its area over coherence, normalized by the coherence range."""
+    """Accuracy per test coherence and its area over coherence, normalized by the coherence range; the
+    levels are disjoint trials, so the AUC's SE propagates theirs through the trapezoid weights."""
     pred, chosen, label, level, grid = _test_levels(ds, models, cfg, "rdk", "coherence")
     acc = pr.accuracy_by_level(pred, label, level, grid)
-    return {"coherence": grid, "rdk_acc": acc, "rdk_l2": chosen, "rdk_auc": pr.normalized_auc(acc, grid)}
+    n = pr.level_counts(level, grid)
+    se = pr.binomial_se(acc, n)
+    return {"coherence": grid, **_with_error("rdk_acc", acc, se, n), "rdk_l2": chosen,
+            **_with_error("rdk_auc", pr.normalized_auc(acc, grid), pr.trapezoid_se(se, grid), len(label))}
 
 
 LEVEL_DIMS = ("train_size", "contrast", "coherence")
@@ -124,7 +151,8 @@ def _dataset(results: dict[str, dict], models: dict[str, list], archs: list[str]
     ds.attrs = {"l2_convention": "mean loss + l2/2 |W|^2; sklearn C = 1/(l2 n)",
                 "contrast_auc": "trapezoid over the contrast grid index / (G - 1)",
                 "rdk_auc": "trapezoid over coherence / coherence range",
-                "orientation_auc": "trapezoid over log2 train size / log2 range; adj = (auc - chance) / (1 - chance)"}
+                "orientation_auc": "trapezoid over log2 train size / log2 range; adj = (auc - chance) / (1 - chance)",
+                "se": "<name>_se: binomial SE over the test trials (plug-in, 0 at 0 or 1); <name>_n: test trials"}
     if "orientation" in results:
         ds.attrs["orientation_chance"] = results["orientation"]["chance"]
     return ds

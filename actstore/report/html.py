@@ -36,15 +36,34 @@ def _cell(mean: float, sd: float) -> str:
     return f"{mean:.3g} &plusmn; {sd:.2g}" if np.isfinite(sd) else f"{mean:.3g}"
 
 
-def results_table(summary: xr.Dataset, columns: list[str], labels: dict[str, str]) -> str:
-    """Mean +- SD over seeds per architecture (rows) for each column; '&ndash;' where there is no value."""
+def _error_cell(se: float, n: np.ndarray) -> str:
+    """'SE (n = ..)' of one architecture: n as one number, or its range when the seeds differ."""
+    n = n[np.isfinite(n)].astype(int)
+    if not np.isfinite(se) or not len(n):
+        return "&ndash;"
+    count = f"{n.min()}" if n.min() == n.max() else f"{n.min()}&ndash;{n.max()}"
+    return f"{se:.2g} (n = {count})"
+
+
+def results_table(summary: xr.Dataset, columns: list[str], labels: dict[str, str],
+                  errors: tuple[str, ...] = ()) -> str:
+    """Mean +- SD over seeds per architecture (rows) for each column; '&ndash;' where there is no value. Each
+    column of `errors` that the summary holds an SE for is followed by 'SE (n)': `<column>_mean_se` and the
+    per-model `<column>_n`."""
     archs = [str(a) for a in summary["arch"].values]
-    head = "".join(f"<th>{escape(labels.get(c, c))}</th>" for c in columns)
+    with_error = {c for c in errors if f"{c}_mean_se" in summary and f"{c}_n" in summary}
+    head = "".join(f"<th>{escape(labels.get(c, c))}</th>" + ("<th>SE (n)</th>" if c in with_error else "")
+                   for c in columns)
     rows = []
     for i, arch in enumerate(archs):
         n = max((int(np.isfinite(summary[c].sel(arch=arch).values).sum()) for c in columns), default=0)
-        cells = "".join(_cell(float(summary[f"{c}_mean"].sel(arch=arch)), float(summary[f"{c}_sd"].sel(arch=arch)))
-                        .join(("<td>", "</td>")) for c in columns)
+        one = summary.sel(arch=arch)
+        cells = ""
+        for c in columns:
+            cells += f"<td>{_cell(float(one[f'{c}_mean']), float(one[f'{c}_sd']))}</td>"
+            if c in with_error:
+                n_models = np.asarray(one[f"{c}_n"].values, dtype=np.float64)
+                cells += f"<td>{_error_cell(float(one[f'{c}_mean_se']), n_models)}</td>"
         rows.append(f"<tr><td>{escape(arch)}</td><td>{n}</td>{cells}</tr>")
     return (f"<table><thead><tr><th>architecture</th><th>seeds</th>{head}</tr></thead>"
             f"<tbody>{''.join(rows)}</tbody></table>")

@@ -22,7 +22,7 @@ from actstore.train.dataset import consecutive_runs, select_chunks, window_rates
 from actstore.train.metrics import chunked_neuron_r, overall_r, prediction_r
 
 EVAL_RUN = 256  # targets per encoder call when predicting
-SCORING_VERSION = 2  # bump when the metrics change: existing checkpoints are then re-scored, not retrained
+SCORING_VERSION = 3  # bump when the metrics change: existing checkpoints are then re-scored, not retrained
 
 
 @torch.no_grad()
@@ -78,17 +78,21 @@ def noise_ceiling(session: Session, targets: np.ndarray, chunk: int) -> np.ndarr
 
 def neural_scores(twin: DigitalTwin, sessions: dict[str, Session], context: int, chunk: int, max_samples: int,
                   device: torch.device) -> dict[str, dict[str, float]]:
-    """Per mouse: r_neuron (chunked per-neuron r, mean over neurons), r_overall, ceiling, ceiling_fraction, n_samples."""
+    """Per mouse: r_neuron (chunked per-neuron r, mean over neurons), its SE over neurons r_neuron_se and the
+    neurons it averages n_neurons, r_overall, ceiling, ceiling_fraction, n_samples."""
     scores: dict[str, dict[str, float]] = {}
     for mouse, session in sessions.items():
         idx = test_targets(session, context, chunk, max_samples)
         pred = predict(twin, session, mouse, idx, context, device)
         obs = session.counts[idx]
-        r_neuron = nan_mean(chunked_neuron_r(pred, obs, chunk))
+        per_neuron = chunked_neuron_r(pred, obs, chunk)
+        r_neuron, n_neurons = nan_mean(per_neuron), int(np.isfinite(per_neuron).sum())
         ceil = noise_ceiling(session, idx, chunk)
         ceiling = nan_mean(ceil) if ceil is not None else float("nan")
         scores[mouse] = {
             "r_neuron": r_neuron,
+            "r_neuron_se": float(np.nanstd(per_neuron, ddof=1) / np.sqrt(n_neurons)) if n_neurons > 1 else float("nan"),
+            "n_neurons": n_neurons,
             "r_overall": overall_r(pred, obs),
             "ceiling": ceiling,
             "ceiling_fraction": r_neuron / ceiling if np.isfinite(ceiling) and ceiling > 0 else float("nan"),
@@ -119,7 +123,8 @@ def neural_dataset(catalog: Catalog, metas: dict[tuple[str, int], dict[str, Any]
     archs, seeds = catalog["zoo"]["archs"], catalog["zoo"]["seeds"]
     mice = list(catalog["data"]["sessions"])
     shape = (len(archs), len(seeds), len(mice))
-    values = {k: np.full(shape, np.nan) for k in ("r_neuron", "r_overall", "ceiling_fraction")}
+    values = {k: np.full(shape, np.nan) for k in ("r_neuron", "r_neuron_se", "n_neurons", "r_overall",
+                                                  "ceiling_fraction")}
     ceiling = np.full(len(mice), np.nan)
     complete = np.zeros(shape[:2], dtype=bool)
     for (arch, seed), meta in metas.items():
@@ -130,7 +135,7 @@ def neural_dataset(catalog: Catalog, metas: dict[tuple[str, int], dict[str, Any]
             if score is None:
                 continue
             for name, array in values.items():
-                array[i, j, k] = score[name]
+                array[i, j, k] = score.get(name, np.nan)  # scores older than SCORING_VERSION 3 lack the SE
             ceiling[k] = score["ceiling"]
     dims = ("arch", "seed", "mouse")
     ds = xr.Dataset(
