@@ -33,8 +33,19 @@ def ceiling_text(fraction: float) -> str:
     return f" ({round(100 * fraction)}% of ceiling)" if math.isfinite(fraction) else ""
 
 
-def _neural_scores(root: str) -> dict[tuple[str, int], str]:
-    """'test r 0.31 (62% of ceiling)' per trained model, from analysis/neural.zarr (empty when absent)."""
+def usable_text(fraction: float, threshold: float) -> str:
+    """', usable twin', or ', not usable (below 25% of ceiling)' when the fraction of the noise ceiling is below
+    `threshold` (the cross-model statistics leave such a twin out); ', usable (no ceiling known)' without one."""
+    from actstore.analysis.stats import usable
+
+    if not math.isfinite(fraction):
+        return ", usable (no ceiling known)"
+    return ", usable twin" if usable(fraction, threshold) else f", not usable (below {100 * threshold:g}% of ceiling)"
+
+
+def _neural_scores(root: str, threshold: float) -> dict[tuple[str, int], str]:
+    """'test r 0.31 (62% of ceiling), usable twin' per trained model, from analysis/neural.zarr (empty when
+    absent); `threshold` is the catalog's analysis.usable_ceiling_fraction."""
     from actstore.store.analysis import open_analysis
 
     try:
@@ -49,8 +60,9 @@ def _neural_scores(root: str) -> dict[tuple[str, int], str]:
             cell = ds.sel(arch=arch, seed=seed)
             if not bool(cell["complete"]):
                 continue
-            ceiling = ceiling_text(float(cell["ceiling_fraction"].mean()))
-            out[(str(arch), int(seed))] = f"  test r {float(cell['neural_r']):.3f}{ceiling}"
+            fraction = float(cell["ceiling_fraction"].mean())
+            out[(str(arch), int(seed))] = (f"  test r {float(cell['neural_r']):.3f}{ceiling_text(fraction)}"
+                                           f"{usable_text(fraction, threshold)}")
     return out
 
 
@@ -70,7 +82,7 @@ def status_lines(catalog: Catalog, root: str) -> Iterator[str]:
     yield f"catalog {catalog.path} (profile {catalog.profile}); root {root}"
     data = f"{base}/{catalog['data']['path']}"
     yield f"  data      {catalog['data']['source']:<10} {'present' if fs.exists(data) else 'missing':<8} {human_bytes(_size(fs, data))}"
-    scores = _neural_scores(root)
+    scores = _neural_scores(root, float(catalog["analysis"]["usable_ceiling_fraction"]))
     for arch, seed in catalog.models:
         folder = f"{base}/models/{arch}-s{seed}"
         there = fs.exists(f"{folder}/model.json")

@@ -166,3 +166,60 @@ def test_empty_root_gives_a_page_of_notes(smoke_catalog, tmp_path):
     (tmp_path / "report" / "inputs.json").unlink()
     assert build_report(smoke_catalog, str(tmp_path))[-1] == f"report: wrote {tmp_path}/report/index.html"
     assert (tmp_path / "report" / "inputs.json").is_file()
+
+
+def test_unusable_twins_are_listed_marked_and_left_out_of_the_statistics(smoke_catalog, smoke_root, built):
+    """With the threshold between the two smoke twins' fractions of the noise ceiling, the weaker twin is listed
+    as not usable, drawn as a grey hatched bar and a hollow scatter point, and left out of n."""
+    from actstore.analysis.stats import model_table, summary
+    from actstore.report import _usable_note
+    from actstore.report import figures as fg
+    from actstore.store.analysis import open_analysis
+
+    note = [n for n in built[2].notes["neural"] if n.startswith("Usable twins")]
+    assert len(note) == 1 and ">= 25%" in note[0]                       # the catalog's threshold, stated
+    found = {name: open_analysis(smoke_root, name) for name in ("neural", "probes", "tuning", "geometry")}
+    fraction = found["neural"]["ceiling_fraction"].mean("mouse").sel(seed=0).values
+    weak, strong = np.argsort(fraction)
+    archs, threshold = smoke_catalog["zoo"]["archs"], float(fraction.mean())
+    out = summary(model_table(archs, [0], **found, usable_fraction=threshold))
+    assert out["usable"].sel(seed=0).values.tolist() == [i == strong for i in range(2)]
+    assert _usable_note(out).endswith(f"): {archs[strong]}-s0. Not usable: {archs[weak]}-s0.")
+    assert int(out["n"].sel(level="model", pair="neural_r vs contrast_auc")) == 1
+    bars = fg.neural_prediction(found["neural"], out["usable"], threshold)
+    assert [p.get_hatch() for p in bars.axes[0].patches] == ["//" if i == weak else None for i in range(2)]
+    assert bars.legends
+    scatter = fg.cross_model_scatter(out, out.sel(level="arch"), [("neural_r", "contrast_auc")], "t")
+    points = [c.lines[0] for c in scatter.axes[0].containers if c.lines[0] is not None]
+    assert [p.get_markerfacecolor() == "white" for p in points] == [i == weak for i in range(2)]
+    assert scatter.axes[0].get_title() == "n = 1: too few twins"
+
+
+def test_every_scatter_panel_states_n(smoke_catalog, smoke_root):
+    _, figures = report_content(smoke_catalog, smoke_root)
+    titles = [ax.get_title() for key, fig in figures.items() if key.startswith("scatter-")
+              for ax in fig.axes if ax.get_visible()]
+    assert titles and all("n = " in t for t in titles)
+
+
+def test_scatter_text_flags_a_correlation_carried_by_one_point():
+    """Eight usable twins whose r = 0.94 rests on one outlier, and an unusable ninth: the panel states n = 8,
+    'descriptive' and '(carried by one point)', and the ninth is hollow and off the fit."""
+    from actstore.analysis.stats import model_table, summary
+    from actstore.report import figures as fg
+
+    names = [f"m{i}" for i in range(9)]
+    x, y = [1, 2, 3, 4, 5, 6, 7, 20, 25], [1, 1.2, 0.9, 1.1, 1.0, 0.95, 1.05, 5, 3]
+    fraction = np.array([0.5] * 8 + [0.1])[:, None, None] + np.zeros(2)   # per mouse; m8 below 25%
+    dims = ("arch", "seed")
+    neural = xr.Dataset({"neural_r": (dims, np.array(x, float)[:, None]),
+                         "ceiling_fraction": ((*dims, "mouse"), fraction)}, coords={"arch": names, "seed": [0]})
+    probes = xr.Dataset({"contrast_auc": (dims, np.array(y, float)[:, None])}, coords={"arch": names, "seed": [0]})
+    out = summary(model_table(names, [0], neural=neural, probes=probes, usable_fraction=0.25))
+    fig = fg.cross_model_scatter(out, out.sel(level="arch"), [("neural_r", "contrast_auc")], "t")
+    ax = fig.axes[0]
+    assert ax.get_title().splitlines() == ["r = 0.94, p = 0.000608, n = 8", "descriptive", "(carried by one point)"]
+    hollow = [c.lines[0].get_markerfacecolor() == "white" for c in ax.containers]
+    assert hollow == [False] * 8 + [True]
+    line = ax.lines[-1]                                   # the OLS line spans the usable points only
+    assert list(line.get_xdata()) == [1, 20]

@@ -33,8 +33,9 @@ def test_tuning_medians_use_qc_passing_units_only():
 
 def test_table_with_missing_inputs_is_nan_not_error():
     neural = xr.Dataset({"neural_r": _grid(np.arange(8).reshape(4, 2))}).isel(arch=slice(0, 3))
-    table = stats.model_table(ARCHS, SEEDS, neural=neural)
-    assert list(table.data_vars) == list(stats.COLUMNS)
+    table = stats.model_table(ARCHS, SEEDS, neural=neural, usable_fraction=0.25)
+    assert list(table.data_vars) == [*stats.COLUMNS, "ceiling_fraction", *stats.ERROR_COLUMNS, "usable"]
+    assert table["usable"].all()                                         # no ceiling known: not judged
     assert table["neural_r"].sel(arch="alexnet", seed=1) == 3
     assert np.isnan(table["neural_r"].sel(arch="mobilenet_v2")).all()   # model not in the input
     assert np.isnan(table["rdk_auc"]).all()                              # input absent
@@ -43,7 +44,8 @@ def test_table_with_missing_inputs_is_nan_not_error():
 
 
 def test_arch_means_and_sd_hand_worked():
-    table = stats.model_table(ARCHS, SEEDS, neural=xr.Dataset({"neural_r": _grid([[1, 3], [2, 2], [0, 4], [5, np.nan]])}))
+    neural = xr.Dataset({"neural_r": _grid([[1, 3], [2, 2], [0, 4], [5, np.nan]])})
+    table = stats.model_table(ARCHS, SEEDS, neural=neural, usable_fraction=0.25)
     out = stats.arch_summary(table)
     np.testing.assert_allclose(out["neural_r_mean"].values, [2, 2, 2, 5])
     np.testing.assert_allclose(out["neural_r_sd"].values, [np.sqrt(2), 0, np.sqrt(8), np.nan])
@@ -72,6 +74,75 @@ def test_pairs_cover_the_predefined_relationships():
     assert len(pairs) == 3 + 4 + 1 + 3 + 12 and len(set(pairs)) == len(pairs)
 
 
+def _twins(x, y, fraction) -> xr.Dataset:
+    """The stats table of one-seed twins m0, m1, ...: neural_r = x, contrast_auc = y and the mean fraction of
+    the noise ceiling `fraction`, split over two mice (fraction -+ 0.05), judged at the default threshold."""
+    names = [f"m{i}" for i in range(len(x))]
+    grid = {"coords": {"arch": names, "seed": [0]}, "dims": ("arch", "seed")}
+    per_mouse = np.asarray(fraction, dtype=float)[:, None, None] + np.array([-0.05, 0.05])
+    neural = xr.Dataset({"neural_r": xr.DataArray(np.asarray(x, dtype=float)[:, None], **grid),
+                         "ceiling_fraction": (("arch", "seed", "mouse"), per_mouse)})
+    probes = xr.Dataset({"contrast_auc": xr.DataArray(np.asarray(y, dtype=float)[:, None], **grid)})
+    return stats.model_table(names, [0], neural=neural, probes=probes, usable_fraction=0.25)
+
+
+def _pair(table: xr.Dataset) -> xr.Dataset:
+    return stats.pair_statistics(table).sel(level="arch", pair="neural_r vs contrast_auc")
+
+
+def test_pair_statistics_over_usable_twins_hand_computed():
+    # m5 is not usable (10% of the ceiling) and would reverse the trend; m4 sits exactly at the threshold
+    table = _twins([1, 2, 3, 4, 6, 9], [2, 1, 4, 3, 7, 0], [0.5, 0.5, 0.5, 0.5, 0.25, 0.1])
+    np.testing.assert_allclose(table["ceiling_fraction"].sel(seed=0), [0.5, 0.5, 0.5, 0.5, 0.25, 0.1])
+    assert table["usable"].sel(seed=0).values.tolist() == [True] * 5 + [False]
+    got = _pair(table)
+    # by hand over the five usable points: mean x 3.2, mean y 3.4; Sxy = 15.6, Sxx = 14.8, Syy = 21.2
+    assert int(got["n"]) == 5
+    assert float(got["r"]) == pytest.approx(15.6 / np.sqrt(14.8 * 21.2))
+    assert float(got["slope"]) == pytest.approx(15.6 / 14.8)
+    assert float(got["intercept"]) == pytest.approx(3.4 - 15.6 / 14.8 * 3.2)
+    assert float(got["p"]) == pytest.approx(pearsonr([1, 2, 3, 4, 6], [2, 1, 4, 3, 7])[1])
+    assert bool(got["descriptive"])                                      # five points describe, they do not find
+    assert float(stats.summary(table)["n"].sel(level="model", pair="neural_r vs contrast_auc")) == 5
+
+
+def test_one_trained_twin_among_untrained_ones_gives_no_statistics():
+    # the demo's case: a perfect line through one trained twin and seven untrained ones (2% of the ceiling)
+    x = np.array([0.3, 0.01, 0.02, 0.0, 0.015, 0.005, 0.01, 0.02])
+    got = _pair(_twins(x, 2 * x + 0.5, [0.6] + [0.02] * 7))
+    assert int(got["n"]) == 1 and np.isnan(got["r"]) and np.isnan(got["p"]) and np.isnan(got["slope"])
+    assert not bool(got["carried_by_one"])
+
+
+def test_carried_by_one_flags_a_correlation_one_point_makes():
+    # seven points and one outlier: r > 0.89, p < 0.01; without the outlier r = -0.19 (sign flipped, p = 0.68),
+    # r = +0.46 (p = 0.30: no longer significant) or r = -0.998 (p < 1e-6: significant, of the other sign)
+    for y, outlier in (([1, 1.2, 0.9, 1.1, 1.0, 0.95, 1.05], 5), ([0.9, 1.0, 0.95, 1.1, 1.0, 0.95, 1.05], 5),
+                       ([2.0, 1.85, 1.6, 1.45, 1.2, 1.0, 0.85], 10)):
+        carried = _pair(_twins([1, 2, 3, 4, 5, 6, 7, 20], [*y, outlier], [0.5] * 8))
+        assert float(carried["p"]) < 0.01 and int(carried["n"]) == 8
+        assert bool(carried["carried_by_one"]) and bool(carried["descriptive"])
+    x = np.arange(10.0)
+    steady = _pair(_twins(x, x + np.array([0.3, -0.2, 0.1, 0.4, -0.3, 0.2, -0.1, 0.3, -0.4, 0.1]), [0.5] * 10))
+    assert float(steady["p"]) < 0.05 and not bool(steady["carried_by_one"]) and not bool(steady["descriptive"])
+    few = _pair(_twins([1, 2], [1, 3], [0.5] * 2))
+    assert int(few["n"]) == 2 and np.isnan(few["r"])                    # fewer than MIN_POINTS
+
+
+def test_status_marks_twins_below_the_threshold_not_usable(smoke_root, smoke_catalog):
+    from actstore.status import status_lines
+
+    fraction = open_analysis(smoke_root, "neural")["ceiling_fraction"].mean("mouse").sel(seed=0).values
+    threshold = float(fraction.mean())                   # between the two smoke twins
+    catalog = Catalog(smoke_catalog.path, smoke_catalog.profile,
+                      deep_merge(smoke_catalog.cfg, {"analysis": {"usable_ceiling_fraction": threshold}}))
+    lines = {line.split()[1]: line for line in status_lines(catalog, smoke_root) if line.startswith("  model")}
+    for (arch, seed), f in zip(smoke_catalog.models, fraction):
+        want = ", usable twin" if f >= threshold else f", not usable (below {100 * threshold:g}% of ceiling)"
+        assert lines[f"{arch}-s{seed}"].endswith(want)
+    assert sum("not usable" in line for line in lines.values()) == 1
+
+
 def _catalog() -> Catalog:
     base = load_catalog(profile="smoke")
     return Catalog(base.path, base.profile, deep_merge(base.cfg, {"zoo": {"archs": ARCHS, "seeds": SEEDS}}))
@@ -88,6 +159,7 @@ def test_stats_job_table_csv_and_staleness(tmp_path):
     assert job.run(catalog, root)[-1].startswith("stats: wrote")
     csv = pd.read_csv(tmp_path / "analysis" / "summary.csv")
     assert len(csv) == 8 and list(csv.columns[:3]) == ["arch", "seed", "neural_r"]
+    assert csv["usable"].all() and csv["ceiling_fraction"].isna().all()  # no ceiling known: every twin counts
     assert csv.set_index(["arch", "seed"]).loc[("alexnet", 1), "orientation_ood"] == pytest.approx(0.275)
     out = open_analysis(root, "summary").load()
     head = out.sel(level="arch", pair="neural_r vs orientation_ood")

@@ -1,5 +1,6 @@
 """`actstore analyze stats`: the cross-model table and pair statistics (design 6.5) -> analysis/summary.zarr
-and analysis/summary.csv (one row per arch, seed). Missing analyses read as NaN columns."""
+and analysis/summary.csv (one row per arch, seed, with its ceiling_fraction and usable flag; the pair
+statistics use usable twins only). Missing analyses read as NaN columns."""
 from __future__ import annotations
 
 import uuid
@@ -12,7 +13,7 @@ from actstore.jobs.inputs import as_json, text_as_objects, up_to_date
 from actstore.store.analysis import open_analysis, write_analysis
 from actstore.store.root import filesystem, join
 
-VERSION = "stats/1"
+VERSION = "stats/2"
 SOURCES = ("neural", "probes", "tuning", "geometry")
 
 
@@ -35,9 +36,10 @@ def run(catalog: Catalog, root: str) -> list[str]:
     """Build the table from whatever analyses exist; 'up to date' when its content is unchanged."""
     archs, seeds = list(catalog["zoo"]["archs"]), list(catalog["zoo"]["seeds"])
     found = {name: open_analysis(root, name) for name in SOURCES}
-    table = model_table(archs, seeds, **found)
-    inputs = {"version": VERSION, "archs": archs, "seeds": seeds,
-              "table": canonical_hash({c: table[c].values.tolist() for c in COLUMNS})}
+    threshold = float(catalog["analysis"]["usable_ceiling_fraction"])
+    table = model_table(archs, seeds, **found, usable_fraction=threshold)
+    inputs = {"version": VERSION, "archs": archs, "seeds": seeds, "usable_ceiling_fraction": threshold,
+              "table": canonical_hash({c: table[c].values.tolist() for c in table.data_vars})}
     fs, csv = filesystem(csv_path(root))
     if up_to_date(root, "summary", inputs) and fs.exists(csv):
         return ["stats: up to date"]
@@ -47,5 +49,8 @@ def run(catalog: Catalog, root: str) -> list[str]:
     missing = [name for name, ds in found.items() if ds is None]
     head = result["r"].sel(level="arch")
     finite = int(np.isfinite(head.values).sum())
-    return [f"stats: {len(archs) * len(seeds)} models x {len(COLUMNS)} columns, {finite}/{head.size} pairs with r"
+    scored = np.isfinite(table["neural_r"].values)
+    usable = int((table["usable"].values & scored).sum())
+    return [f"stats: {len(archs) * len(seeds)} models x {len(COLUMNS)} columns, {usable}/{scored.sum()} scored twins "
+            f"usable (>= {100 * threshold:g}% of the noise ceiling), {finite}/{head.size} pairs with r over them"
             + (f"; missing: {', '.join(missing)}" if missing else ""), f"stats: wrote {path} and {csv_path(root)}"]
