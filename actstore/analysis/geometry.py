@@ -2,9 +2,11 @@
 
 Inputs may be numpy, dask or xarray (samples x features, features last). Dask inputs never load whole:
 the spectrum comes from a tall-and-skinny QR (exact) or, for very wide matrices, a randomized SVD.
+Eigenvalues below a relative floor of the largest are rounding noise of rank-deficient features: never fitted.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import dask.array as da
@@ -49,15 +51,41 @@ def eigenspectrum(features: Any, n_components: int = 256, standardize: bool = Tr
     return np.sort(s**2 / (n - 1))[::-1][:k]
 
 
-def powerlaw_exponent(spectrum: Any, ranks: tuple[int, int] = (20, 200)) -> float:
-    """alpha = minus the OLS slope of ln(eigenvalue) on ln(rank) over 1-based ranks lo..hi inclusive
-    (capped by the spectrum's length; non-positive or NaN eigenvalues skipped); NaN with < 2 points."""
+RELATIVE_FLOOR = 1e-8  # eigenvalues below this fraction of the largest are numerical noise
+MIN_FIT_RANKS = 10  # fewest usable ranks an alpha is fitted on
+MIN_FIT_FRACTION = 0.5  # and the least fraction of the window's ranks (capped by components kept) they cover
+
+
+@dataclass(frozen=True)
+class PowerLawFit:
+    """alpha (NaN when not fitted), the count of eigenvalues above the noise floor, why alpha is NaN ('' if fitted)."""
+    alpha: float
+    effective_rank: int
+    reason: str
+
+
+def powerlaw_fit(spectrum: Any, ranks: tuple[int, int] = (20, 200), *, relative_floor: float = RELATIVE_FLOOR,
+                 min_fit_ranks: int = MIN_FIT_RANKS, min_fit_fraction: float = MIN_FIT_FRACTION) -> PowerLawFit:
+    """OLS power law over the usable (finite, >= relative_floor x the largest) eigenvalues of 1-based ranks lo..hi
+    (capped by the spectrum's length); NaN unless they number >= min_fit_ranks and >= min_fit_fraction of the window."""
     values = spectrum.values if isinstance(spectrum, xr.DataArray) else spectrum
     values = np.asarray(values.compute() if isinstance(values, da.Array) else values, dtype=np.float64).ravel()
-    lo, hi = ranks
+    finite = np.isfinite(values) & (values > 0)
+    usable = finite & (values >= relative_floor * values[finite].max()) if finite.any() else finite
+    lo, hi = ranks[0], min(ranks[1], len(values))
     rank = np.arange(1, len(values) + 1)
-    use = (rank >= lo) & (rank <= hi) & np.isfinite(values) & (values > 0)
-    if use.sum() < 2:
-        return float("nan")
+    window = (rank >= lo) & (rank <= hi)
+    use = window & usable
+    need = max(min_fit_ranks, 2, int(np.ceil(min_fit_fraction * window.sum())))
+    if use.sum() < need:
+        return PowerLawFit(float("nan"), int(usable.sum()),
+                           f"{use.sum()} of {window.sum()} ranks in {lo}-{hi} above noise floor (need {need})")
     slope = np.polyfit(np.log(rank[use]), np.log(values[use]), 1)[0]
-    return float(-slope)
+    return PowerLawFit(float(-slope), int(usable.sum()), "")
+
+
+def powerlaw_exponent(spectrum: Any, ranks: tuple[int, int] = (20, 200), *, relative_floor: float = RELATIVE_FLOOR,
+                      min_fit_ranks: int = MIN_FIT_RANKS, min_fit_fraction: float = MIN_FIT_FRACTION) -> float:
+    """alpha = minus the OLS slope of ln(eigenvalue) on ln(rank), or NaN: `powerlaw_fit(...).alpha`."""
+    return powerlaw_fit(spectrum, ranks, relative_floor=relative_floor, min_fit_ranks=min_fit_ranks,
+                        min_fit_fraction=min_fit_fraction).alpha

@@ -3,19 +3,21 @@ GRU final state and encoder output over the reference clips -> analysis/geometry
 
 The encoder space uses the LAST frame's encoder output per clip (one D-vector per clip, like the GRU).
 Features stay lazy Dask arrays; the spectrum is a tall-and-skinny QR (or randomized SVD when very wide).
+Eigenvalues below `relative_floor` x the largest are stored as NaN: they are rounding noise (values like 1e-300 of
+rank-deficient features), not variance, so no reader can fit or plot them; `effective_rank_<space>` counts the rest.
 """
 from __future__ import annotations
 
 import numpy as np
 import xarray as xr
 
-from actstore.analysis.geometry import eigenspectrum, powerlaw_exponent
+from actstore.analysis.geometry import eigenspectrum, powerlaw_fit
 from actstore.catalog import Catalog
 from actstore.jobs.inputs import (as_json, complete_models, model_grid, open_input_store, store_fingerprint,
                                   text_as_objects, up_to_date)
 from actstore.store.analysis import write_analysis
 
-VERSION = "geometry/1"
+VERSION = "geometry/2"
 STORE = "reference_clips"
 SPACES = {"gru": "chunk", "encoder": "frame"}  # feature space -> the per-clip dim whose last entry is used
 
@@ -47,16 +49,27 @@ def run(catalog: Catalog, root: str) -> list[str]:
             spectra[space].append(eigenspectrum(
                 clip_features(ds, arch, seed, space), cfg["n_components"],
                 exact_max_features=cfg["randomized_above"], power_iterations=cfg["power_iterations"]))
+    fit_cfg = {key: cfg[key] for key in ("relative_floor", "min_fit_ranks", "min_fit_fraction")}
+    fits = {space: [powerlaw_fit(s, ranks, **fit_cfg) for s in specs] for space, specs in spectra.items()}
     n_rank = max(len(s) for specs in spectra.values() for s in specs)
-    padded = {space: np.stack([np.pad(s, (0, n_rank - len(s)), constant_values=np.nan) for s in specs])
-              for space, specs in spectra.items()}
-    alphas = {space: np.array([powerlaw_exponent(s, ranks) for s in specs]) for space, specs in spectra.items()}
+    # spectra descend, so the eigenvalues above the floor are the first effective_rank ones; the rest become NaN
+    kept = {space: np.stack([np.pad(s[:f.effective_rank], (0, n_rank - f.effective_rank), constant_values=np.nan)
+                             for s, f in zip(spectra[space], fits[space])]) for space in SPACES}
+    alphas = {space: np.array([f.alpha for f in fits[space]]) for space in SPACES}
+    variables = {"eigenvalues": (("space", "arch", "seed", "rank"),
+                                 np.stack([model_grid(kept[s], models, archs, seeds) for s in SPACES]))}
+    for space in SPACES:
+        reason = dict(zip(models, (f.reason for f in fits[space])))
+        variables[f"alpha_{space}"] = (("arch", "seed"), model_grid(alphas[space], models, archs, seeds))
+        variables[f"alpha_{space}_reason"] = (("arch", "seed"), np.array(
+            [[reason.get((a, z), "model not complete") for z in seeds] for a in archs], dtype=str))
+        variables[f"effective_rank_{space}"] = (("arch", "seed"), model_grid(
+            np.array([f.effective_rank for f in fits[space]]), models, archs, seeds))
     out = xr.Dataset(
-        {"eigenvalues": (("space", "arch", "seed", "rank"),
-                         np.stack([model_grid(padded[s], models, archs, seeds) for s in SPACES])),
-         **{f"alpha_{s}": (("arch", "seed"), model_grid(alphas[s], models, archs, seeds)) for s in SPACES}},
-        coords={"space": list(SPACES), "arch": archs, "seed": seeds, "rank": np.arange(1, n_rank + 1)},
-        attrs={"ranks": list(ranks), "encoder_features": "last frame's encoder output per clip",
+        variables, coords={"space": list(SPACES), "arch": archs, "seed": seeds, "rank": np.arange(1, n_rank + 1)},
+        attrs={"ranks": list(ranks), "relative_floor": cfg["relative_floor"],
+               "below_floor": "eigenvalues below relative_floor x the largest are stored as NaN",
+               "encoder_features": "last frame's encoder output per clip",
                "standardized": "each feature across clips; eigenvalues of the covariance (PCA)"})
     path = write_analysis(text_as_objects(out), root, "geometry", as_json(inputs))
     return [f"geometry: {len(models)} models, alpha_gru mean {np.nanmean(alphas['gru']):.3f}, "
