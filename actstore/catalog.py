@@ -218,7 +218,11 @@ SCHEMA: dict[str, Any] = {
             "ranks": _list(_int(1), length=2),
             "randomized_above": _int(1),
             "power_iterations": _int(0),
+            "relative_floor": _float(0.0, 1.0),
+            "min_fit_ranks": _int(2),
+            "min_fit_fraction": _float(0.0, 1.0),
         },
+        "usable_ceiling_fraction": _float(0.0, 1.0),
     },
 }
 

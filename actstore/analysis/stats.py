@@ -1,5 +1,9 @@
 """Cross-model statistics (design 6.5): one row per (arch, seed), architecture means/SD, and Pearson r, p
-plus an OLS trend for each predefined pair of columns. Missing inputs read as NaN, never as errors."""
+plus an OLS trend for each predefined pair of columns. Missing inputs read as NaN, never as errors.
+
+Only usable twins enter the pair statistics: a twin that predicts too little of the predictable response
+(its mean fraction of the noise ceiling below a catalog threshold) is an untrained network, and lining it
+up against trained ones turns "trained or not" into a spurious correlation."""
 from __future__ import annotations
 
 import warnings
@@ -25,7 +29,14 @@ GROUPS = {
 PAIR_GROUPS = (("prediction", "probes"), ("prediction", "tuning"), ("prediction", "geometry"),
                ("geometry", "probes"), ("tuning", "probes"))
 COLUMNS = tuple(c for cols in GROUPS.values() for c in cols)
+# Endpoints with a standard error `<c>_se` and an n `<c>_n` per model (test trials; neurons for neural_r), in the
+# table beside COLUMNS and never paired. The flag: are the seeds' errors independent? Yes for the probes (each
+# seed draws its own test stimuli), no for neural_r (every seed is scored on the same recorded neurons).
+ERRORS = {"neural_r": False, "orientation_ood": True, "contrast_auc": True, "rdk_auc": True}
+ERROR_COLUMNS = tuple(f"{c}_{k}" for c in ERRORS for k in ("se", "n"))
 MIN_POINTS = 3
+DESCRIPTIVE_POINTS = 8  # r over this many points or fewer describes the zoo; it is not a finding
+ALPHA = 0.05
 
 
 def tuning_medians(tuning: xr.Dataset) -> xr.Dataset:
@@ -37,10 +48,40 @@ def tuning_medians(tuning: xr.Dataset) -> xr.Dataset:
     return xr.Dataset(out).compute()
 
 
+def usable(fraction: float | xr.DataArray, threshold: float) -> bool | xr.DataArray:
+    """Whether a twin with this mean fraction of the noise ceiling is usable: not below `threshold`. Without a
+    known ceiling (NaN) a twin cannot be judged and counts as usable."""
+    return np.logical_not(fraction < threshold)
+
+
+def neural_r_error(neural: xr.Dataset) -> xr.Dataset:
+    """`neural_r_se` and `neural_r_n` per model from each mouse's SE of the per-neuron r over its neurons
+    (`r_neuron_se`) and neuron count (`n_neurons`): neural_r is the mean over the scored mice of their mean r,
+    so its SE is sqrt(sum_m se_m^2) / mice (mice are different neurons) and n the neurons summed."""
+    scored = np.isfinite(neural["r_neuron"])
+    mice = scored.sum("mouse")
+    var = (neural["r_neuron_se"] ** 2).where(scored, 0.0).sum("mouse", skipna=False)
+    n = neural["n_neurons"].where(scored, 0.0).sum("mouse", skipna=False)
+    return xr.Dataset({"neural_r_se": np.sqrt(var) / mice.where(mice > 0), "neural_r_n": n.where(mice > 0)})
+
+
+def mean_se(values: xr.DataArray, se: xr.DataArray, independent: bool, dim: str = "seed") -> xr.DataArray:
+    """SE of the mean of `values` over `dim` (finite values only, as the means here) from each value's own SE:
+    sqrt(sum se^2) / k for independent errors, else the mean SE (the bound for fully correlated ones).
+    NaN where no value is finite or a used value has no SE."""
+    used = np.isfinite(values)
+    k = used.sum(dim)
+    s = se.where(used, 0.0)
+    total = np.sqrt((s**2).sum(dim, skipna=False)) if independent else s.sum(dim, skipna=False)
+    return total / k.where(k > 0)
+
+
 def model_table(archs: list[str], seeds: list[int], neural: xr.Dataset | None = None,
                 probes: xr.Dataset | None = None, tuning: xr.Dataset | None = None,
-                geometry: xr.Dataset | None = None) -> xr.Dataset:
-    """Every column of COLUMNS over (arch, seed) for the given models; absent inputs, variables or models are NaN."""
+                geometry: xr.Dataset | None = None, *, usable_fraction: float) -> xr.Dataset:
+    """Every column of COLUMNS over (arch, seed) for the given models, then `ceiling_fraction` (mean over mice),
+    the ERROR_COLUMNS and `usable` (see `usable`, threshold `usable_fraction`); absent inputs, variables or
+    models are NaN."""
     sources = {
         "neural_r": (neural, "neural_r"),
         "orientation_ood": (probes, "orientation_ood"),
@@ -50,25 +91,35 @@ def model_table(archs: list[str], seeds: list[int], neural: xr.Dataset | None = 
     }
     medians = tuning_medians(tuning) if tuning is not None else xr.Dataset()
     sources.update({c: (medians, c) for c in TUNING_SUMMARIES})
+    with_ceiling = neural is not None and "ceiling_fraction" in neural
+    fractions = xr.Dataset({"ceiling_fraction": neural["ceiling_fraction"].mean("mouse")}) if with_ceiling else None
+    sources["ceiling_fraction"] = (fractions, "ceiling_fraction")
+    errors = neural_r_error(neural) if neural is not None and "r_neuron_se" in neural else None
+    sources.update({c: (errors if c.startswith("neural_r") else probes, c) for c in ERROR_COLUMNS})
     coords = {"arch": list(archs), "seed": list(seeds)}
     empty = xr.DataArray(np.full((len(archs), len(seeds)), np.nan), coords=coords, dims=("arch", "seed"))
     table = {}
-    for column in COLUMNS:
+    for column in (*COLUMNS, "ceiling_fraction", *ERROR_COLUMNS):
         ds, var = sources[column]
         if ds is None or var not in ds:
             table[column] = empty
         else:
             table[column] = ds[var].astype(np.float64).reindex(arch=coords["arch"], seed=coords["seed"]).compute()
-    return xr.Dataset(table).transpose("arch", "seed")
+    table["usable"] = usable(table["ceiling_fraction"], usable_fraction)
+    return xr.Dataset(table, attrs={"usable_ceiling_fraction": usable_fraction}).transpose("arch", "seed")
 
 
 def arch_summary(table: xr.Dataset) -> xr.Dataset:
-    """Architecture means and SDs (ddof 1; NaN with one seed) over seeds: `<column>_mean`, `<column>_sd`."""
+    """Architecture means and SDs (ddof 1; NaN with one seed) over seeds: `<column>_mean`, `<column>_sd`,
+    over every seed (usable or not) and every column but the `usable` flag; for the ERRORS endpoints
+    `<column>_mean_se`, the mean's SE from the models' own (see mean_se) in place of means of SEs and n."""
+    se = {f"{c}_mean_se": mean_se(table[c], table[f"{c}_se"], independent) for c, independent in ERRORS.items()}
+    table = table.drop_vars(["usable", *ERROR_COLUMNS])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         mean = table.mean("seed", skipna=True)
         sd = table.std("seed", ddof=1, skipna=True)
-    return xr.Dataset({**{f"{c}_mean": mean[c] for c in table}, **{f"{c}_sd": sd[c] for c in table}})
+    return xr.Dataset({**{f"{c}_mean": mean[c] for c in table}, **{f"{c}_sd": sd[c] for c in table}, **se})
 
 
 def pairs() -> list[tuple[str, str]]:
@@ -76,36 +127,54 @@ def pairs() -> list[tuple[str, str]]:
     return [(x, y) for gx, gy in PAIR_GROUPS for x in GROUPS[gx] for y in GROUPS[gy]]
 
 
-def trend(x: np.ndarray, y: np.ndarray) -> dict[str, float]:
-    """Pearson r and p and the OLS line y = slope * x + intercept over finite pairs; NaN with fewer than
-    MIN_POINTS pairs or a constant side (r undefined)."""
+def _fit(x: np.ndarray, y: np.ndarray) -> tuple[float, float, float, float]:
+    """(r, p, slope, intercept) of finite x, y; NaN with fewer than MIN_POINTS points or a constant side."""
+    if len(x) < MIN_POINTS or np.ptp(x) == 0 or np.ptp(y) == 0:
+        return np.nan, np.nan, np.nan, np.nan
+    fit = sps.linregress(x, y)
+    return float(fit.rvalue), float(fit.pvalue), float(fit.slope), float(fit.intercept)
+
+
+def trend(x: np.ndarray, y: np.ndarray) -> dict[str, float | bool]:
+    """Pearson r and p and the OLS line y = slope * x + intercept over the n finite pairs (NaN as in `_fit`).
+    `descriptive`: n <= DESCRIPTIVE_POINTS, too few points for r to be a finding. `carried_by_one`: r is
+    significant (p < ALPHA) but leaving out some single point flips its sign or takes p to ALPHA or above
+    (or leaves r undefined): one model carries the correlation."""
     x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
     ok = np.isfinite(x) & np.isfinite(y)
     x, y = x[ok], y[ok]
-    out = {"r": np.nan, "p": np.nan, "slope": np.nan, "intercept": np.nan, "n": float(len(x))}
-    if len(x) < MIN_POINTS or np.ptp(x) == 0 or np.ptp(y) == 0:
-        return out
-    fit = sps.linregress(x, y)
-    out.update(r=float(fit.rvalue), p=float(fit.pvalue), slope=float(fit.slope), intercept=float(fit.intercept))
-    return out
+    r, p, slope, intercept = _fit(x, y)
+    carried = False
+    if p < ALPHA:
+        drops = (_fit(np.delete(x, i), np.delete(y, i)) for i in range(len(x)))
+        carried = any(not (q < ALPHA and np.sign(rq) == np.sign(r)) for rq, q, _, _ in drops)
+    return {"r": r, "p": p, "slope": slope, "intercept": intercept, "n": float(len(x)),
+            "descriptive": len(x) <= DESCRIPTIVE_POINTS, "carried_by_one": carried}
 
 
 def pair_statistics(table: xr.Dataset) -> xr.Dataset:
-    """r, p, slope, intercept and n for every predefined pair, at two levels: over architecture means
-    ("arch", the headline) and over every (arch, seed) model ("model"). Dims (level, pair)."""
+    """r, p, slope, intercept, n, descriptive and carried_by_one (see `trend`) for every predefined pair over
+    usable twins only, at two levels: over architecture means of their usable seeds ("arch", the headline)
+    and over every usable (arch, seed) model ("model"). Dims (level, pair)."""
+    kept = table[list(COLUMNS)].where(table["usable"])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        arch_means = table.mean("seed", skipna=True)
-    levels = {"arch": arch_means, "model": table.stack(model=("arch", "seed"))}
+        arch_means = kept.mean("seed", skipna=True)
+    levels = {"arch": arch_means, "model": kept.stack(model=("arch", "seed"))}
     plist = pairs()
     rows = {level: [trend(ds[x].values, ds[y].values) for x, y in plist] for level, ds in levels.items()}
-    keys = ("r", "p", "slope", "intercept", "n")
+    keys = ("r", "p", "slope", "intercept", "n", "descriptive", "carried_by_one")
     coords = {"level": list(levels), "pair": [f"{x} vs {y}" for x, y in plist],
               "x": ("pair", [x for x, _ in plist]), "y": ("pair", [y for _, y in plist])}
+    threshold = table.attrs["usable_ceiling_fraction"]
+    attrs = {"pair_statistics": f"over usable twins only (mean fraction of the noise ceiling over mice >= "
+                                f"{threshold:g}, or no ceiling known); n = points used; descriptive: n <= "
+                                f"{DESCRIPTIVE_POINTS}; carried_by_one: p < {ALPHA:g} but leaving out one point "
+                                f"flips the sign of r or takes p to {ALPHA:g} or above"}
     return xr.Dataset({k: (("level", "pair"), [[row[k] for row in rows[level]] for level in levels]) for k in keys},
-                      coords=coords)
+                      coords=coords, attrs=attrs)
 
 
 def summary(table: xr.Dataset) -> xr.Dataset:
     """The whole cross-model result: the table, architecture means/SDs and the pair statistics."""
-    return xr.merge([table, arch_summary(table), pair_statistics(table)])
+    return xr.merge([table, arch_summary(table), pair_statistics(table)], combine_attrs="no_conflicts")

@@ -64,19 +64,39 @@ def _fill(section: "Section", ds: xr.Dataset | None, name: str, command: str, ne
         figures[section.key] = draw(ds)
 
 
+def _usable_note(summary: xr.Dataset | None) -> str:
+    """The scored twins that are usable (the only ones in the cross-model statistics) and those that are not,
+    with the threshold, from the stats table."""
+    if summary is None:
+        return "analysis/summary.zarr not found: run `actstore analyze stats` to mark which twins are usable."
+    table = summary[["neural_r", "usable"]].to_dataframe()
+    scored = table[np.isfinite(table["neural_r"])]
+    names = {flag: ", ".join(f"{a}-s{s}" for a, s in scored.index[scored["usable"] == flag]) or "none"
+             for flag in (True, False)}
+    return (f"Usable twins (mean fraction of the noise ceiling over mice >= "
+            f"{100 * summary.attrs['usable_ceiling_fraction']:g}%, or no ceiling known; only these enter the "
+            f"cross-model statistics): {names[True]}. Not usable: {names[False]}.")
+
+
 def _neural(found: dict, sections: list, figures: dict) -> None:
     from actstore.report import figures as fg
     from actstore.report.html import Section
 
-    ds = found["neural"]
+    ds, summary = found["neural"], found["summary"]
     s = Section("neural", "Neural prediction per architecture",
                 "Per-neuron Pearson r between predicted and recorded spike counts on the test split, inside "
                 "non-overlapping chunks, averaged over chunks, neurons and mice. Bars: mean over seeds (error bar "
-                "SD), dots: seeds. Right: the same score as a fraction of the noise ceiling (the true rates' r).")
+                "SD), dots: seeds. Right: the same score as a fraction of the noise ceiling (the true rates' r), "
+                "dotted: the usable-twin threshold. Hollow dots: twins that are not usable; grey hatched bars: "
+                "architectures without a usable twin.")
     if _has(ds, "neural_r") and not _has(ds, "ceiling_fraction"):
         s.notes.append("No noise ceiling is known for these recordings; only r is shown.")
+    if _has(ds, "neural_r"):
+        s.notes.append(_usable_note(summary))
+    usable, threshold = (None, np.nan) if summary is None else (summary["usable"].compute(),
+                                                                summary.attrs["usable_ceiling_fraction"])
     _fill(s, ds, "neural", "train", ("neural_r",), "No trained model has a neural-prediction score yet.",
-          fg.neural_prediction, figures)
+          lambda d: fg.neural_prediction(d, usable, threshold), figures)
     sections.append(s)
 
 
@@ -88,15 +108,19 @@ def _probes(found: dict, sections: list, figures: dict) -> None:
     specs = [
         (Section("orientation", "Orientation probe: accuracy against training size",
                  "Linear 8-way orientation readout of the encoder output (one frame), trained on class-balanced "
-                 "subsets; L2 chosen on validation. Lines: mean over seeds (band SD); dashed: chance."),
+                 "subsets; L2 chosen on validation. Lines: mean over seeds (band SD); error bars: +- 1 SE of that "
+                 "mean from the binomial SE over each model's test trials; dashed: chance."),
          ("orientation_acc_id", "orientation_acc_ood"), fg.orientation_curves),
         (Section("contrast", "Contrast detection: balanced accuracy against contrast",
                  "Linear readout of the GRU state detecting a flashed Gabor in noise; balanced accuracy per test "
-                 "contrast (hit rate at that contrast and correct rejections of blanks). Mean over seeds, band SD."),
+                 "contrast (hit rate at that contrast and correct rejections of blanks). Mean over seeds, band SD; "
+                 "error bars: +- 1 SE, 0.5 sqrt(SE_hit^2 + SE_CR^2) from the binomial SEs of the targets at that "
+                 "contrast and of the blanks."),
          ("contrast_bacc",), fg.contrast_curves),
         (Section("rdk", "Motion: accuracy against coherence",
                  "Linear left/right readout of the last chunk's GRU state for random-dot kinematograms, trained on "
-                 "high coherence, tested over the coherence grid. Mean over seeds, band SD; dashed: chance."),
+                 "high coherence, tested over the coherence grid. Mean over seeds, band SD; error bars: +- 1 SE "
+                 "(binomial, over the test trials at each coherence); dashed: chance."),
          ("rdk_acc",), fg.coherence_curves),
     ]
     for section, needs, draw in specs:
@@ -144,41 +168,49 @@ def _geometry(found: dict, sections: list, figures: dict) -> None:
 
 
 def _scatters(found: dict, sections: list, figures: dict) -> None:
-    from actstore.analysis.stats import GROUPS, PAIR_GROUPS
+    from actstore.analysis.stats import ALPHA, DESCRIPTIVE_POINTS, GROUPS, PAIR_GROUPS
     from actstore.report import figures as fg
     from actstore.report.html import Section
 
     ds = found["summary"]
     ds = ds.compute() if ds is not None else None
+    usable = (f" (mean fraction of the noise ceiling over mice >= {100 * ds.attrs['usable_ceiling_fraction']:g}%, "
+              "or no ceiling known)") if ds is not None else ""
+    caption = (f"Architecture means over their usable twins{usable} (error bars: SD over seeds); hollow: an "
+               "architecture without a usable twin, drawn over all its seeds and left out of r, p and the line. "
+               "Line: OLS trend; Pearson r and p over the n architecture means with a usable twin. With n <= "
+               f"{DESCRIPTIVE_POINTS} a correlation is descriptive, not a finding; '(carried by one point)': p < "
+               f"{ALPHA:g}, but leaving out one point flips the sign of r or takes p to {ALPHA:g} or above.")
     for gx, gy in PAIR_GROUPS:
         pairs = [(x, y) for x in GROUPS[gx] for y in GROUPS[gy]]
-        s = Section(f"scatter-{gx}-{gy}", f"Cross-model: {gx} vs {gy}",
-                    "Architecture means (error bars: SD over seeds); line: OLS trend over architecture means; "
-                    "Pearson r and p over architecture means.")
+        s = Section(f"scatter-{gx}-{gy}", f"Cross-model: {gx} vs {gy}", caption)
         if ds is None:
             s.notes.append(_missing("summary", "analyze stats"))
         elif not any(_has(ds, x, y) for x, y in pairs):
             s.notes.append(f"No architecture has both values for any {gx} vs {gy} pair.")
         else:
-            stats = ds[["r", "p", "slope", "intercept", "n"]].sel(level="arch")
+            stats = ds[["r", "p", "slope", "intercept", "n", "descriptive", "carried_by_one"]].sel(level="arch")
             undefined = [f"{x} vs {y}" for x, y in pairs if not np.isfinite(stats["r"].sel(pair=f"{x} vs {y}"))]
             if undefined:
                 s.notes.append(f"r is undefined for {len(undefined)} of {len(pairs)} pairs (fewer than 3 "
-                               f"architectures with both values, or a constant column): {', '.join(undefined)}.")
+                               f"architectures with a usable twin and both values, or a constant column): "
+                               f"{', '.join(undefined)}.")
             ncols = len(GROUPS[gy]) if len(GROUPS[gy]) > 1 else len(pairs)
             figures[s.key] = fg.cross_model_scatter(ds, stats, pairs, f"{gx.capitalize()} vs {gy}", ncols)
         sections.append(s)
 
 
 def _table(found: dict, sections: list, figures: dict) -> None:
-    from actstore.analysis.stats import COLUMNS
+    from actstore.analysis.stats import COLUMNS, ERRORS
     from actstore.report.figures import COLUMN_LABELS
     from actstore.report.html import Section, results_table
 
     ds = found["summary"]
     s = Section("results", "Results table",
                 "Mean +- SD over seeds per architecture (SD blank with one seed); tuning columns are medians over "
-                "QC-passing units. Per-model values: analysis/summary.csv.")
+                "QC-passing units. 'SE (n)' beside an endpoint: the SE of that mean from each model's own SE "
+                "(binomial over test trials; over neurons for neural r) and n, the test trials (neurons) per model. "
+                "Per-model values: analysis/summary.csv.")
     if ds is None:
         s.notes.append(_missing("summary", "analyze stats"))
     else:
@@ -186,7 +218,7 @@ def _table(found: dict, sections: list, figures: dict) -> None:
         empty = [c for c in COLUMNS if not _has(ds, c)]
         if empty:
             s.notes.append(f"No values yet for: {', '.join(empty)}.")
-        s.html = results_table(ds, list(COLUMNS), COLUMN_LABELS)
+        s.html = results_table(ds, list(COLUMNS), COLUMN_LABELS, tuple(ERRORS))
     sections.append(s)
 
 

@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import xarray as xr
 
+from actstore.analysis.stats import ERRORS, MIN_POINTS, mean_se
+
 if TYPE_CHECKING:
     import pandas as pd
     from matplotlib.axes import Axes
@@ -36,6 +38,7 @@ TUNING_PANELS = (
     ("nr_c50", "qc_contrast", "c50 (grating contrast)", True),
 )
 ACC_LABEL = "accuracy (fraction correct)"
+SE_BARS = ", bars \u00b1 1 SE"  # appended to an axis label whose values carry standard-error bars
 SPACE_TITLES = {"gru": "GRU final state", "encoder": "Encoder output (last frame)"}
 
 
@@ -94,10 +97,17 @@ def _mean_sd(da: xr.DataArray) -> tuple[np.ndarray, np.ndarray]:
     return np.where(n > 0, mean, np.nan), np.where(n > 1, sd, 0.0)
 
 
-def neural_prediction(neural: xr.Dataset) -> Figure:
+def neural_prediction(neural: xr.Dataset, usable: xr.DataArray | None = None, threshold: float = np.nan) -> Figure:
     """Neural prediction per architecture (bars = mean over seeds +- SD, dots = seeds), and the fraction
-    of the noise ceiling beside it where a ceiling is known."""
+    of the noise ceiling beside it where a ceiling is known. With `usable` (the stats table's flag per
+    (arch, seed) at `threshold`), twins that are not usable are hollow dots and an architecture without a
+    usable twin is a grey hatched bar: an untrained network must not read as a weak architecture."""
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
     archs = _archs(neural["neural_r"])
+    flags = (usable if usable is not None else xr.ones_like(neural["neural_r"], dtype=bool)).sel(
+        arch=archs, seed=neural["seed"])
     fraction = neural["ceiling_fraction"].mean("mouse") if "ceiling_fraction" in neural else None
     panels = [("neural_r", "test r (mean over neurons, mice)")]
     if fraction is not None and np.isfinite(fraction.values).any():
@@ -108,24 +118,39 @@ def neural_prediction(neural: xr.Dataset) -> Figure:
         da = (neural["neural_r"] if name == "neural_r" else fraction).sel(arch=archs)
         mean, sd = _mean_sd(da)
         x = np.arange(len(archs))
-        ax.bar(x, mean, yerr=sd, color=[colors[a] for a in archs], alpha=0.8, capsize=3)
+        bars = ax.bar(x, mean, yerr=sd, color=[colors[a] for a in archs], alpha=0.8, capsize=3)
         for i, arch in enumerate(archs):
             seeds = np.asarray(da.sel(arch=arch).values, dtype=np.float64)
-            ax.plot(np.full(seeds.shape, i), seeds, "o", color="k", ms=3)
+            ok = flags.sel(arch=arch).values.astype(bool)
+            if not ok.any():
+                bars[i].set(facecolor="lightgrey", edgecolor="grey", hatch="//")
+            ax.plot(np.full(ok.sum(), i), seeds[ok], "o", color="k", ms=3)
+            ax.plot(np.full((~ok).sum(), i), seeds[~ok], "o", color="k", mfc="white", ms=3)
         if name == "fraction":
             ax.axhline(1.0, color="grey", ls="--", lw=1)
+            if np.isfinite(threshold):
+                ax.axhline(threshold, color="k", ls=":", lw=1)
         ax.set_xticks(x, archs, rotation=35, ha="right")
         ax.set_xlabel("architecture")
         ax.set_ylabel(label)
         ax.set_title("Neural prediction" if name == "neural_r" else "Prediction / noise ceiling")
+    if not bool(flags.all()):
+        fig.legend(handles=[Line2D([], [], marker="o", ls="", color="k", mfc="white", ms=3,
+                                   label=f"twin not usable\n(< {100 * threshold:g}% of ceiling, dotted)"),
+                            Patch(facecolor="lightgrey", edgecolor="grey", hatch="//", label="no usable twin")],
+                   loc="outside right upper", fontsize=7)
     return fig
 
 
-def _curve_panel(ax: Axes, da: xr.DataArray, level: str, x: np.ndarray, colors: dict[str, tuple]) -> None:
-    """One line per architecture over `level` (mean over seeds, band = +- SD)."""
+def _curve_panel(ax: Axes, da: xr.DataArray, level: str, x: np.ndarray, colors: dict[str, tuple],
+                 se: xr.DataArray | None = None) -> None:
+    """One line per architecture over `level`: mean over seeds, band = +- SD over seeds, error bars = +- 1 SE
+    of that mean from the models' binomial SEs over their test trials (`se`; no bars without it)."""
     for arch in _archs(da):
-        mean, sd = _mean_sd(da.sel(arch=arch).transpose("seed", level))
-        ax.plot(x, mean, "o-", color=colors[arch], label=arch, ms=3)
+        values = da.sel(arch=arch).transpose("seed", level)
+        mean, sd = _mean_sd(values)
+        err = None if se is None else mean_se(values, se.sel(arch=arch).transpose("seed", level), True).values
+        ax.errorbar(x, mean, yerr=err, fmt="o-", color=colors[arch], label=arch, ms=3, capsize=2, elinewidth=0.8)
         if np.any(sd > 0):
             ax.fill_between(x, mean - sd, mean + sd, color=colors[arch], alpha=0.15, lw=0)
 
@@ -137,13 +162,14 @@ def orientation_curves(probes: xr.Dataset) -> Figure:
     chance = float(probes.attrs.get("orientation_chance", np.nan))
     fig, axes = figure(1, 2, height=3.8)
     for ax, test, title in zip(axes[0], ("id", "ood"), ("in distribution (ID)", "out of distribution (OOD)")):
-        _curve_panel(ax, probes[f"orientation_acc_{test}"], "train_size", sizes, colors)
+        se = probes.get(f"orientation_acc_{test}_se")
+        _curve_panel(ax, probes[f"orientation_acc_{test}"], "train_size", sizes, colors, se)
         if np.isfinite(chance):
             ax.axhline(chance, color="grey", ls="--", lw=1, label="chance")
         ax.set_xscale("log", base=2)
         ax.set_xticks(sizes, [f"{s:g}" for s in sizes], rotation=45 if len(sizes) > 6 else 0)
         ax.set_xlabel("training set size (images, class-balanced)")
-        ax.set_ylabel(ACC_LABEL)
+        ax.set_ylabel(ACC_LABEL + (SE_BARS if se is not None else ""))
         ax.set_title(title)
     fig.legend(*axes[0, 0].get_legend_handles_labels(), loc="outside right upper", fontsize=7)
     fig.suptitle("Orientation probe (8-way, encoder output)")
@@ -156,11 +182,12 @@ def contrast_curves(probes: xr.Dataset) -> Figure:
     grid = probes["contrast"].values.astype(float)
     fig, axes = figure(1, 1, width=5.2, height=3.8)
     ax = axes[0, 0]
-    _curve_panel(ax, probes["contrast_bacc"], "contrast", np.arange(len(grid)), colors)
+    se = probes.get("contrast_bacc_se")
+    _curve_panel(ax, probes["contrast_bacc"], "contrast", np.arange(len(grid)), colors, se)
     ax.axhline(0.5, color="grey", ls="--", lw=1, label="chance")
     ax.set_xticks(np.arange(len(grid)), [f"{c:g}" for c in grid])
     ax.set_xlabel("target contrast (Michelson, 0-1; evenly spaced grid)")
-    ax.set_ylabel("balanced accuracy (fraction)")
+    ax.set_ylabel("balanced accuracy (fraction)" + (SE_BARS if se is not None else ""))
     ax.set_title("Dynamic contrast detection (GRU state)")
     ax.legend(fontsize=7, loc="best")
     return fig
@@ -171,10 +198,11 @@ def coherence_curves(probes: xr.Dataset) -> Figure:
     colors = arch_colors([str(a) for a in probes["arch"].values])
     fig, axes = figure(1, 1, width=5.2, height=3.8)
     ax = axes[0, 0]
-    _curve_panel(ax, probes["rdk_acc"], "coherence", probes["coherence"].values.astype(float), colors)
+    se = probes.get("rdk_acc_se")
+    _curve_panel(ax, probes["rdk_acc"], "coherence", probes["coherence"].values.astype(float), colors, se)
     ax.axhline(0.5, color="grey", ls="--", lw=1, label="chance")
     ax.set_xlabel("motion coherence (fraction of signal dots)")
-    ax.set_ylabel(ACC_LABEL)
+    ax.set_ylabel(ACC_LABEL + (SE_BARS if se is not None else ""))
     ax.set_title("Random-dot motion direction (GRU state)")
     ax.legend(fontsize=7, loc="best")
     return fig
@@ -215,7 +243,8 @@ def tuning_distributions(tuning: xr.Dataset) -> Figure:
 def eigenspectra(geometry: xr.Dataset) -> Figure:
     """PCA eigenspectra of the GRU state and encoder output (log-log), one line per architecture (the geometric
     mean over seeds), with the power law of the seeds' mean fitted alpha (dashed) over the fit window (shaded).
-    With one seed each line and its dashed fit are exactly that model's."""
+    With one seed each line and its dashed fit are exactly that model's. Eigenvalues below the noise floor are NaN in
+    the store and not drawn; an architecture none of whose seeds was fitted gives the reason in the legend."""
     colors = arch_colors([str(a) for a in geometry["arch"].values])
     lo, hi = (int(r) for r in geometry.attrs.get("ranks", (20, 200)))
     spaces = [str(s) for s in geometry["space"].values]
@@ -224,14 +253,23 @@ def eigenspectra(geometry: xr.Dataset) -> Figure:
     for ax, space in zip(axes[0], spaces):
         for arch in _archs(geometry["eigenvalues"].sel(space=space)):
             lam = geometry["eigenvalues"].sel(space=space, arch=arch).transpose("seed", "rank").values.astype(float)
-            lam = lam[np.isfinite(lam).any(1)]  # seeds with a spectrum
+            has = np.isfinite(lam).any(1)  # seeds with a spectrum
+            lam = lam[has]
             ok = (np.isfinite(lam) & (lam > 0)).all(0)
             if not ok.any():
                 continue
             mean = np.full(len(rank), np.nan)
             mean[ok] = np.exp(np.log(lam[:, ok]).mean(0))
-            a = float(np.nanmean(geometry[f"alpha_{space}"].sel(arch=arch).values))
-            ax.plot(rank[ok], mean[ok], color=colors[arch], lw=1.3, label=f"{arch} (\u03b1 = {a:.2f})")
+            alpha = geometry[f"alpha_{space}"].sel(arch=arch).values.astype(float)[has]
+            fitted = np.isfinite(alpha)
+            a = float(alpha[fitted].mean()) if fitted.any() else np.nan
+            if fitted.all():
+                label = f"{arch} (\u03b1 = {a:.2f})"
+            elif fitted.any():
+                label = f"{arch} (\u03b1 = {a:.2f}; {(~fitted).sum()} of {fitted.size} seeds not fitted)"
+            else:
+                label = f"{arch} (\u03b1 not fitted: {geometry[f'alpha_{space}_reason'].sel(arch=arch).values[has][0]})"
+            ax.plot(rank[ok], mean[ok], color=colors[arch], lw=1.3, label=label)
             window = ok & (rank >= lo) & (rank <= hi)
             if np.isfinite(a) and window.sum() >= 2:
                 # the OLS line of ln lambda on ln rank with slope -alpha passes through the window's mean point
@@ -248,18 +286,35 @@ def eigenspectra(geometry: xr.Dataset) -> Figure:
 
 
 def _pair_text(stats: xr.Dataset, pair: str) -> str:
-    """'r = .., p = .., n = ..' or why r is undefined."""
+    """'r = .., p = .., n = k' over the usable points, then a line 'descriptive' for n <= DESCRIPTIVE_POINTS and
+    one '(carried by one point)' when flagged; 'n = k: too few twins' below MIN_POINTS, else why r is undefined."""
     s = stats.sel(pair=pair)
-    n = int(s["n"]) if np.isfinite(s["n"]) else 0
+    n = int(s["n"])
+    if n < MIN_POINTS:
+        return f"n = {n}: too few twins"
     if not np.isfinite(s["r"]):
-        return f"r undefined (n = {n})"
-    return f"r = {float(s['r']):.2f}, p = {float(s['p']):.3g}, n = {n}"
+        return f"r undefined (a constant column), n = {n}"
+    text = f"r = {float(s['r']):.2f}, p = {float(s['p']):.3g}, n = {n}"
+    marks = [m for m, on in (("descriptive", s["descriptive"]), ("(carried by one point)", s["carried_by_one"])) if on]
+    return "\n".join([text, *marks])
+
+
+def _column_se(table: xr.Dataset, column: str, seeds: xr.DataArray) -> np.ndarray:
+    """Per architecture, the SE of its mean of `column` over `seeds` from the models' own SEs (`<column>_se`,
+    see stats.mean_se); NaN for a column without SEs."""
+    if column not in ERRORS or f"{column}_se" not in table:
+        return np.full(table.sizes["arch"], np.nan)
+    return mean_se(table[column].where(seeds), table[f"{column}_se"], ERRORS[column]).transpose("arch").values
 
 
 def cross_model_scatter(table: xr.Dataset, stats: xr.Dataset, pairs: list[tuple[str, str]], title: str,
                         ncols: int = 4) -> Figure:
-    """One panel per (x, y) column pair: architecture means +- SD over seeds, the OLS trend line, and
-    Pearson r and p over the architecture means (`stats` = the pair statistics at level 'arch')."""
+    """One panel per (x, y) column pair: architecture means +- SD over seeds (thin bars) and +- 1 SE of the
+    mean from the models' own SEs where the column has `<column>_se` (thick bars), the OLS trend line, and
+    Pearson r and p over the architecture means (`stats` = the pair statistics at level 'arch'). As in the
+    statistics, an architecture's mean is over its usable seeds (`table["usable"]`); one without a usable twin
+    is drawn hollow over all its seeds and left out of the line, which spans the usable points only."""
+    from matplotlib.lines import Line2D
     from matplotlib.ticker import MaxNLocator
 
     colors = arch_colors([str(a) for a in table["arch"].values])
@@ -269,16 +324,27 @@ def cross_model_scatter(table: xr.Dataset, stats: xr.Dataset, pairs: list[tuple[
     for ax in axes.ravel()[len(pairs):]:
         ax.set_visible(False)
     shown: dict[str, object] = {}
+    fitted = table["usable"].any("seed").values  # architectures with a usable twin
+    seeds = table["usable"] | ~table["usable"].any("seed")  # their usable seeds; every seed of the others
+    hollow = with_se = False
     for ax, (xc, yc) in zip(axes.ravel(), pairs):
-        xm, xs = _mean_sd(table[xc])
-        ym, ys = _mean_sd(table[yc])
+        xm, xs = _mean_sd(table[xc].where(seeds))
+        ym, ys = _mean_sd(table[yc].where(seeds))
+        xe, ye = _column_se(table, xc, seeds), _column_se(table, yc, seeds)
         for i, arch in enumerate(str(a) for a in table["arch"].values):
             if np.isfinite(xm[i]) and np.isfinite(ym[i]):
-                shown[arch] = ax.errorbar(xm[i], ym[i], xerr=xs[i], yerr=ys[i], fmt="o", color=colors[arch],
-                                          ms=5, capsize=2)
+                style = {"color": colors[arch]} if fitted[i] else {"color": "grey", "mfc": "white",
+                                                                   "mec": colors[arch], "mew": 1.5, "zorder": 3}
+                shown[arch] = ax.errorbar(xm[i], ym[i], xerr=xs[i], yerr=ys[i], fmt="o", ms=5, capsize=2, **style)
+                hollow = hollow or not fitted[i]
+                if np.isfinite(xe[i]) or np.isfinite(ye[i]):
+                    ax.errorbar(xm[i], ym[i], xerr=xe[i] if np.isfinite(xe[i]) else None,
+                                yerr=ye[i] if np.isfinite(ye[i]) else None, fmt="none", ecolor=style["color"],
+                                elinewidth=3, alpha=0.5)
+                    with_se = True
         pair = f"{xc} vs {yc}"
         s = stats.sel(pair=pair)
-        ok = np.isfinite(xm) & np.isfinite(ym)
+        ok = np.isfinite(xm) & np.isfinite(ym) & fitted
         if np.isfinite(s["slope"]) and ok.any():
             x = np.linspace(xm[ok].min(), xm[ok].max(), 2)
             ax.plot(x, float(s["slope"]) * x + float(s["intercept"]), "-", color="k", lw=1)
@@ -286,9 +352,13 @@ def cross_model_scatter(table: xr.Dataset, stats: xr.Dataset, pairs: list[tuple[
         ax.xaxis.set_major_locator(MaxNLocator(4))
         ax.set_xlabel(COLUMN_LABELS.get(xc, xc), fontsize=8)
         ax.set_ylabel(COLUMN_LABELS.get(yc, yc), fontsize=8)
+    if hollow:
+        shown["hollow: no usable twin,\nnot in r, p or the line"] = Line2D([], [], marker="o", ls="", color="grey",
+                                                                          mfc="white")
     if shown:
         fig.legend(list(shown.values()), list(shown), loc="outside right upper", fontsize=7)
-    fig.suptitle(title)
+    fig.suptitle(title + ("\nthin bars: SD over seeds; thick: \u00b1 1 SE of the mean (test trials; neurons for "
+                          "neural r)" if with_se else ""))
     return fig
 
 
