@@ -4,7 +4,8 @@ Each arch is trained by the real training loop (`train_model`, the profile's set
 train_overrides, optional --set overrides for all archs) into a scratch folder on the prepared
 synthetic data of the root. After every epoch the validation r is divided by the validation
 noise ceiling (the true rates' r with the counts on the same samples); at the end the best
-checkpoint's test fraction of the ceiling (chunked r, design 6.1) is printed per mouse.
+checkpoint's test fraction of the ceiling (chunked r, design 6.1) is printed per mouse, with samples
+seen and the wall time (validation and the final test scoring included).
 
     .venv/bin/python bench/learning.py [--profile demo] [--root stores] [--arch A ...] [--set key=value ...]
 
@@ -87,10 +88,11 @@ def main() -> None:
         print(f"{arch}: val fraction of ceiling per epoch ({per_epoch} samples each): {curve}", flush=True)
         rows.append((arch, result["epochs"], result["best_epoch"], result["epochs"] * per_epoch, wall,
                      np.mean(list(test.values())), test))
-    print(f"\n{'arch':<16} {'epochs':>6} {'best':>5} {'samples':>8} {'wall s':>7} {'test frac':>9}   per mouse")
+    print(f"\n{'arch':<16} {'epochs':>6} {'best':>5} {'samples':>8} {'wall s':>7} {'samples/s':>9} {'test frac':>9}"
+          "   per mouse")
     for arch, epochs, best, samples, wall, mean, test in rows:
         mice = " ".join(f"{v:.2f}" for v in test.values())
-        print(f"{arch:<16} {epochs:6d} {best:5d} {samples:8d} {wall:7.0f} {mean:9.2f}   {mice}")
+        print(f"{arch:<16} {epochs:6d} {best:5d} {samples:8d} {wall:7.0f} {samples / wall:9.1f} {mean:9.2f}   {mice}")
 
 
 if __name__ == "__main__":
