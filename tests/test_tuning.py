@@ -141,9 +141,22 @@ def test_nan_and_constant_units_give_nan_metrics_and_false_flags_without_warning
         warnings.simplefilter("error")
         out = measure(bad).compute()
     for name in METRICS:
-        assert np.isnan(out[name].values).all(), name
+        values = out[name].values if name != "f1f0" else out[name].values[:1]
+        assert np.isnan(values).all(), name
+    assert float(out.f1f0.sel(unit="constant")) == 0.0  # a flat phase curve has F1 = 0; QC rejects the unit
     for name in FLAGS:
         assert not out[name].values.any(), name
+
+
+def test_exactly_flat_phase_curve_has_f1f0_zero_like_a_tiny_ripple():
+    tuned = (1 + np.linspace(0, 1, 12))[:, None, None, None, None] * np.linspace(0, 1, 9)[None, None, None, :, None]
+    flat = tuned * np.ones((12, 12, 8, 9, 1))
+    ripple = flat + 1e-12 * np.sin(PHASE)[None, None, :, None, None]
+    coords = {"orientation": ORI, "sf": SF, "phase": PHASE, "contrast": CONTRAST, "unit": ["flat", "ripple"]}
+    out = measure(xr.DataArray(np.concatenate([flat, ripple], axis=-1), dims=list(coords), coords=coords))
+    assert float(out.f1f0.sel(unit="flat")) == 0.0
+    assert float(out.f1f0.sel(unit="ripple")) == pytest.approx(0.0, abs=1e-9)
+    assert out.qc_phase.values.all()  # both are driven by contrast at their preferred grating
 
 
 def test_dask_input_is_lazy_carries_extra_dims_and_matches_numpy(cells, result):

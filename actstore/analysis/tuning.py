@@ -114,8 +114,10 @@ def _metrics(ori: np.ndarray, sf: np.ndarray, phase: np.ndarray, contrast: np.nd
         ok = _usable(phase)
         first = phase @ np.exp(1j * phi)  # X_1 with the sign that points at the response peak
         f0 = np.abs(phase.mean(axis=1))
-        f1 = 2 * np.abs(first) / phase.shape[1]
-        m["f1f0"] = np.where(ok, f1 / (f0 + 1e-8), np.nan)
+        # an exactly flat phase curve has F1 = 0 (not the DFT's rounding), so f1f0 = 0: a phase-invariant unit,
+        # and QC judges whether it is driven; only its preferred phase is undefined
+        f1 = np.where(np.ptp(phase, axis=1) == 0, 0.0, 2 * np.abs(first) / phase.shape[1])
+        m["f1f0"] = np.where(np.all(np.isfinite(phase), axis=1), f1 / (f0 + 1e-8), np.nan)
         m["pref_phase"] = np.where(ok, np.angle(first) % (2 * np.pi), np.nan)
 
         m["pref_sf_sampled"] = np.where(_usable(sf), f[_argmax(sf)], np.nan)

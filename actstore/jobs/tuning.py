@@ -17,7 +17,7 @@ from actstore.catalog import Catalog
 from actstore.errors import UserError
 from actstore.store.analysis import analysis_inputs, write_analysis
 
-VERSION = "tuning/1"
+VERSION = "tuning/2"
 STORE = "tuning_grid"
 
 
