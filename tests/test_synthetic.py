@@ -165,17 +165,24 @@ def test_kernel_longer_than_the_twins_context_is_refused():
         synthesize(REF, data, 100)
 
 
-def test_tuning_assay_recovers_the_oracles_true_tuning_on_the_demo_grating_grid(smoke):
+def test_tuning_assay_recovers_the_oracles_true_tuning_on_the_demo_grating_grid():
+    import copy
+
     import xarray as xr
 
     from actstore.analysis.tuning import measure
+    from actstore.data.synthetic import synthesize
     from actstore.stimuli import generate
 
-    grid = generate(load_catalog(profile="demo").recipe("tuning_grid"), 0)["stimulus"]
+    demo = load_catalog(profile="demo")
+    data = copy.deepcopy(demo["data"])
+    data["synthetic"]["minutes"] = 1  # the demo's cells (30x40 frames); the tuning does not depend on the movie's length
+    sessions = [synthesize(name, data, demo["evaluation"]["chunk_samples"])[0] for name in data["sessions"]]
+    grid = generate(demo.recipe("tuning_grid"), 0)["stimulus"]
     images = grid.values.reshape(-1, *grid.shape[-2:])
     dims = ("orientation", "sf", "phase", "contrast")
     sf_step = np.log(grid["sf"].values[1] / grid["sf"].values[0])
-    for s in smoke[1].values():
+    for s in sessions:
         oracle = Oracle.from_session(s)
         responses = xr.DataArray(oracle.respond(images).reshape(*grid.shape[:-2], -1),
                                  dims=(*dims, "unit"), coords={d: grid[d] for d in dims})
@@ -184,6 +191,8 @@ def test_tuning_assay_recovers_the_oracles_true_tuning_on_the_demo_grating_grid(
         ori_err = np.abs((tuning["pref_ori"].values - p.ori_deg.values + 90) % 180 - 90)
         assert ori_err.max() < 7.5, ori_err
         sf_err = np.abs(np.log(tuning["pref_sf"].values / p.sf_cpp.values))
-        assert sf_err.max() <= 1.25 * sf_step, sf_err / sf_step  # the DoG fit on 8 samples: within ~a step
+        # the DoG fit on 8 samples: typically within a quarter step; the worst cells (envelopes of ~0.5 cycles, 3 px at
+        # 30x40, whose two spectral lobes overlap and pull the response peak below the carrier) within 1.5 steps
+        assert np.median(sf_err) <= 0.3 * sf_step and sf_err.max() <= 1.5 * sf_step, sf_err / sf_step
         f1f0 = tuning["f1f0"].values
         assert (f1f0[p.cell_type == "simple"] > 1.0).all() and (f1f0[p.cell_type == "complex"] < 0.3).all(), f1f0

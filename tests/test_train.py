@@ -209,9 +209,13 @@ def test_up_to_date_model_is_skipped_and_changes_retrain_or_rescore(sessions, un
     assert changed["status"] == "trained" and changed["config_hash"] != first["config_hash"]
 
 
-def test_spec_takes_its_archs_train_overrides():
-    cat = load_catalog(profile="demo")
-    assert cat["train_overrides"]["xu_cnn"], "the demo profile overrides xu_cnn's schedule"
+def test_spec_takes_its_archs_train_overrides(tmp_path):
+    import yaml
+
+    raw = yaml.safe_load((Path(__file__).resolve().parent.parent / "catalog.yaml").read_text())
+    raw["profiles"]["smoke"]["train_overrides"] = {"xu_cnn": {"max_epochs": 48, "run_length": 8}}
+    (tmp_path / "catalog.yaml").write_text(yaml.safe_dump(raw))
+    cat = load_catalog(tmp_path / "catalog.yaml", "smoke")
     xu, alex = (loop.spec_for(cat, arch, 0, "fingerprint") for arch in ("xu_cnn", "alexnet"))
     assert xu.train == cat.train_config("xu_cnn") != cat["train"] == alex.train
     plain = loop.Spec("xu_cnn", 0, cat["train"], cat["evaluation"], xu.encoder_dim, xu.hidden_dim, xu.context,
