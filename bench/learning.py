@@ -15,6 +15,7 @@ Run `actstore data` for the profile first.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import tempfile
 import time
 
@@ -74,8 +75,7 @@ def main() -> None:
     for arch in args.archs or cat["zoo"]["archs"]:
         spec = spec_for(cat, arch, 0, fingerprint)
         for assignment in args.settings:
-            spec.train = with_setting(spec.train, assignment)
-        spec.__post_init__()
+            spec = dataclasses.replace(spec, train=with_setting(spec.train, assignment))
         cfg = spec.train
         ceiling = validation_ceiling(sessions, cfg, context, chunk)
         per_epoch = cfg["batch_size"] * cfg["max_batches_per_epoch"]
