@@ -111,8 +111,8 @@ def contrast(ds: xr.Dataset, models: list[tuple[str, int]], cfg: dict) -> dict[s
     """Balanced accuracy per test contrast and its area over the grid index, normalized to [0, 1]; the AUC's
     SE counts the blanks once, as every level shares them (balanced_auc_se)."""
     pred, chosen, label, level, grid = _test_levels(ds, models, cfg, "contrast", "contrast")
+    bacc = pr.balanced_accuracy_by_level(pred, label, level, grid)
     hit, rejection, n_target, n_blank = pr.detection_rates(pred, label, level, grid)
-    bacc = (hit + rejection[:, None]) / 2
     auc_se = pr.balanced_auc_se(hit, n_target, rejection, n_blank, np.arange(len(grid)))
     return {"contrast": grid, "contrast_bacc": bacc,
             "contrast_bacc_se": pr.balanced_accuracy_se(hit, n_target, rejection[:, None], n_blank),
