@@ -102,6 +102,40 @@ def test_selection_prefers_the_strength_that_generalizes():
     assert pr.accuracy(probes.predict(x[:, 1000:])[:, 0], y[1000:])[0] > 0.75
 
 
+
+def test_standardized_uses_train_statistics_for_every_split():
+    # (M=2 models, n, F=2): per model and feature the train split's mean and SD (ddof 0; SD 0 -> 1) apply to all
+    # splits. Train means: model 0 (2, 5), SD (1, 0 -> 1); model 1 (2, 0), SD (2, 1). Val and test sit
+    # elsewhere, so their own statistics would give other values (model 0's val feature 0 would be (-1, 1)).
+    train = np.array([[[1, 5], [3, 5]], [[0, -1], [4, 1]]], dtype=float)
+    val = np.array([[[10, 5], [14, 7]], [[2, 0], [10, 3]]], dtype=float)
+    test = np.array([[[2, 5], [4, 5], [6, 5]], [[-2, -1], [2, 1], [6, 3]]], dtype=float)
+    got_train, got_val, got_test = pr.standardized(train, val, test)
+    np.testing.assert_allclose(got_train, [[[-1, 0], [1, 0]], [[-1, -1], [1, 1]]])
+    np.testing.assert_allclose(got_val, [[[8, 0], [12, 2]], [[0, 0], [4, 3]]])
+    np.testing.assert_allclose(got_test, [[[0, 0], [2, 0], [4, 0]], [[-2, -1], [0, 1], [2, 3]]])
+
+
+def test_l2_is_chosen_on_the_validation_split_not_the_test_split():
+    # One feature, train labels 3:1 for class 1, feature = +1 for class 1 and -1 for class 0. Weak L2 (1e-4)
+    # follows the feature; strong L2 (100) leaves the weight ~0.004 and the bias ~log 3, so it says 1 everywhere.
+    # Val and test share labels (3/4 class 1): strong scores 0.75 on both. Weak scores 1 where the feature
+    # matches the labels and 0 where it is flipped. Model 0: matching val, flipped test; model 1 the reverse.
+    # On val the best strengths are (weak, strong); test would pick (strong, weak).
+    y = np.tile([0, 1, 1, 1], 4)
+    sign = (2 * y - 1).astype(float)[None, :, None]
+    train = np.concatenate([sign, sign])
+    val = np.concatenate([sign, -sign])
+    test = np.concatenate([-sign, sign])
+    grid = np.array([1e-4, 100.0])
+    full = pr.fit_probes(train, y, 2, grid)
+    np.testing.assert_allclose(pr.accuracy(full.predict(val), y), [[1.0, 0.75], [0.0, 0.75]])
+    np.testing.assert_allclose(pr.accuracy(full.predict(test), y), [[0.0, 0.75], [1.0, 0.75]])
+    probes, chosen = pr.fit_selected(train, y, val, y, 2, grid)
+    assert chosen.tolist() == [1e-4, 100.0]
+    # the returned probes are the chosen ones: on test, model 0's weak probe is always wrong, model 1's says 1
+    np.testing.assert_allclose(pr.accuracy(probes.predict(test)[:, 0], y), [0.0, 0.75])
+
 # ----------------------------------------------------------------------------- the job, on small stores
 
 ARCHS, SEEDS = ["xu_cnn", "alexnet"], [0, 1]   # xu_cnn encodes the labels, alexnet is noise, seed 1 incomplete

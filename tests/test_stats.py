@@ -5,6 +5,7 @@ import pandas as pd
 import pytest
 import xarray as xr
 from scipy.stats import pearsonr
+from scipy.stats import t as student_t
 
 from actstore.analysis import stats
 from actstore.catalog import Catalog, deep_merge, load_catalog
@@ -105,6 +106,27 @@ def test_pair_statistics_over_usable_twins_hand_computed():
     assert bool(got["descriptive"])                                      # five points describe, they do not find
     assert float(stats.summary(table)["n"].sel(level="model", pair="neural_r vs contrast_auc")) == 5
 
+
+
+def test_trend_r_p_slope_by_explicit_formulas():
+    # x = 0..5, y = 2 * (1, 3, 2, 5, 4, 6): dx = dy / 2 = (-2.5, -1.5, -.5, .5, 1.5, 2.5) and dy / 2 =
+    # (-2.5, -.5, -1.5, 1.5, .5, 2.5): Sxy = 31, Sxx = 17.5, Syy = 70 -> r = 31/35, slope = 31/17.5 (r != slope);
+    # t = r sqrt((n - 2) / (1 - r^2)) = 3.82 on 4 df, two-sided p = 0.019. A NaN pair is dropped.
+    x = np.array([0, 1, 2, 3, 4, 5, np.nan])
+    y = np.array([2, 6, 4, 10, 8, 12, 3.0])
+    xs, ys = x[:6], y[:6]
+    dx, dy = xs - xs.mean(), ys - ys.mean()
+    r = (dx @ dy) / np.sqrt((dx @ dx) * (dy @ dy))
+    t = r * np.sqrt(4 / (1 - r**2))
+    p = 2 * student_t.sf(abs(t), df=4)
+    slope = (dx @ dy) / (dx @ dx)
+    assert r == pytest.approx(31 / 35) and slope == pytest.approx(31 / 17.5) and 0.01 < p < 0.05
+    for got in (stats.trend(x, y), _pair(_twins(x, y, [0.5] * 7))):
+        assert float(got["n"]) == 6
+        assert float(got["r"]) == pytest.approx(r, rel=1e-12)
+        assert float(got["p"]) == pytest.approx(p, rel=1e-9)
+        assert float(got["slope"]) == pytest.approx(slope, rel=1e-12)
+        assert float(got["intercept"]) == pytest.approx(ys.mean() - slope * xs.mean(), rel=1e-12)
 
 def test_one_trained_twin_among_untrained_ones_gives_no_statistics():
     # the demo's case: a perfect line through one trained twin and seven untrained ones (2% of the ceiling)
