@@ -192,7 +192,7 @@ SCHEMA: dict[str, Any] = {
     },
     "train": TRAIN,
     "train_overrides": _mapping(_str(ARCHS), _train_override),
-    "evaluation": {"chunk_samples": _int(2), "max_samples": _int(0)},
+    "evaluation": {"chunk_samples": _int(2), "max_samples": _int(0), "smoothing_bins": _int(1)},
     "extract": {"device": _str(DEVICES), "batch_size": _int(1), "chunk_mb": _float(0.001)},
     "stimuli": _list(_str(), unique=True),
     "recipe_overrides": _mapping(_str(), _any_mapping),

@@ -44,7 +44,7 @@ def usable_text(fraction: float, threshold: float) -> str:
 
 
 def _neural_scores(root: str, threshold: float) -> dict[tuple[str, int], str]:
-    """'test r 0.31 (62% of ceiling), usable twin' per trained model, from analysis/neural.zarr (empty when
+    """'test r 0.31 (62% of ceiling), smoothed r 0.52, usable twin' per trained model, from analysis/neural.zarr (empty when
     absent); `threshold` is the catalog's analysis.usable_ceiling_fraction."""
     from actstore.store.analysis import open_analysis
 
@@ -61,8 +61,10 @@ def _neural_scores(root: str, threshold: float) -> dict[tuple[str, int], str]:
             if not bool(cell["complete"]):
                 continue
             fraction = float(cell["ceiling_fraction"].mean())
+            smoothed = float(cell["xu_smoothed_neural_r"]) if "xu_smoothed_neural_r" in cell else math.nan
             out[(str(arch), int(seed))] = (f"  test r {float(cell['neural_r']):.3f}{ceiling_text(fraction)}"
-                                           f"{usable_text(fraction, threshold)}")
+                                           + (f", smoothed r {smoothed:.3f}" if math.isfinite(smoothed) else "")
+                                           + usable_text(fraction, threshold))
     return out
 
 

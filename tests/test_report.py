@@ -189,6 +189,8 @@ def test_unusable_twins_are_listed_marked_and_left_out_of_the_statistics(smoke_c
     bars = fg.neural_prediction(found["neural"], out["usable"], threshold)
     assert [p.get_hatch() for p in bars.axes[0].patches] == ["//" if i == weak else None for i in range(2)]
     assert bars.legends
+    assert [ax.get_title() for ax in bars.axes[:3]] == ["Neural prediction", "Prediction / noise ceiling",
+                                                        "Smoothed whole-test r (Xu et al.)"]
     scatter = fg.cross_model_scatter(out, out.sel(level="arch"), [("neural_r", "contrast_auc")], "t")
     points = [c.lines[0] for c in scatter.axes[0].containers if c.lines[0] is not None]
     assert [p.get_markerfacecolor() == "white" for p in points] == [i == weak for i in range(2)]

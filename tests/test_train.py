@@ -21,8 +21,9 @@ from actstore.catalog import load_catalog
 from actstore.data.session import Session, segment_lengths, split_labels
 from actstore.models import build_twin, load_checkpoint
 from actstore.train import loop
-from actstore.train.dataset import consecutive_runs, epoch_batches, gather, run_starts, select_chunks, window_rates
+from actstore.train.dataset import consecutive_runs, epoch_batches, gather, run_starts, select_chunks, whole_chunks, window_rates
 from actstore.train.evaluate import validation_scores
+from actstore.train.metrics import smoothed_neuron_r
 
 SHAPE = (30, 40)
 CONTEXT = 5
@@ -39,7 +40,7 @@ def lnp_sessions(seed: int = 0, bins: int = 800, neurons: tuple[int, ...] = (6, 
         drive = np.einsum("thw,nhw->tn", frames - 0.5, filters) / np.sqrt(frames[0].size)
         drive = np.vstack([np.zeros((1, n)), drive[:-1]])  # frame t-1 drives bin t
         rates = np.exp(-0.5 + 2.0 * drive / drive.std()).astype(np.float32)
-        train, test = segment_lengths(bins, 4, 0.7)
+        train, test = segment_lengths(bins, 2, 0.7)  # test parts of 120: one whole 100-sample chunk each
         block, part = split_labels(train, test, 0.2)
         out[f"mouse{m}"] = Session(name=f"mouse{m}", frames=frames, counts=rng.poisson(rates).astype(np.float32),
                                    bin_s=0.048, neuron_ids=np.arange(n), block=block, part=part,
@@ -84,6 +85,28 @@ def test_select_chunks_keeps_whole_evenly_spread_chunks():
     assert picked.tolist() == [*range(0, 100), *range(400, 500), *range(900, 1000)] or \
         picked.tolist() == [*range(0, 100), *range(500, 600), *range(900, 1000)]
     assert select_chunks(t, 100, 0) is t
+
+
+def test_scored_chunks_never_straddle_two_segments():
+    """Two test segments of 250 and 150 bins: chunks of 100 lie inside one segment, each tail is dropped."""
+    t = np.concatenate([np.arange(0, 250), np.arange(1000, 1150)])
+    every = whole_chunks(t, 100)
+    np.testing.assert_array_equal(every, np.concatenate([np.arange(0, 200), np.arange(1000, 1100)]))
+    np.testing.assert_array_equal(select_chunks(t, 100, 200), np.concatenate([np.arange(0, 100), np.arange(1000, 1100)]))
+    assert all(np.ptp(c) == 99 for c in every.reshape(-1, 100))
+
+
+def test_smoothed_r_boxes_each_piece_then_correlates_the_whole_test_set():
+    """Hand-computed 3-bin box (zeros beyond each piece's ends) over pieces of 3 and 4 samples, then one r."""
+    pred = np.array([[3.0], [0.0], [3.0], [0.0], [6.0], [0.0], [3.0]])
+    obs = np.array([[0.0], [3.0], [0.0], [3.0], [0.0], [3.0], [0.0]])
+    # piece 1: (3+0)/3, (3+0+3)/3, (0+3)/3; piece 2: (0+6)/3, (0+6+0)/3, (6+0+3)/3, (0+3)/3
+    smooth_pred = np.array([1.0, 2.0, 1.0, 2.0, 2.0, 3.0, 1.0])
+    smooth_obs = np.array([1.0, 1.0, 1.0, 1.0, 2.0, 1.0, 1.0])
+    expected = np.corrcoef(smooth_pred, smooth_obs)[0, 1]
+    np.testing.assert_allclose(smoothed_neuron_r(pred, obs, [3, 4], bins=3), [expected], rtol=1e-12)
+    with pytest.raises(ValueError):
+        smoothed_neuron_r(pred, obs, [3, 3], bins=3)
 
 
 def test_samples_pair_five_frames_with_the_next_bin(sessions):
@@ -238,6 +261,8 @@ def test_train_zoo_scores_every_model_into_neural_zarr(smoke_catalog, smoke_root
     np.testing.assert_allclose(ds["neural_r"], ds["r_neuron"].mean("mouse"))
     np.testing.assert_allclose(ds["ceiling_fraction"], ds["r_neuron"] / ds["ceiling"])
     assert bool((ds["ceiling"] > 0).all())  # the synthetic mouse has a noise ceiling
+    assert bool(np.isfinite(ds["xu_smoothed_r"]).all())  # the published pipeline's score, beside the chunked r
+    np.testing.assert_allclose(ds["xu_smoothed_neural_r"], ds["xu_smoothed_r"].mean("mouse"))
     for arch, seed in smoke_catalog.models:
         prov = read_meta(f"{smoke_root}/models/{arch}-s{seed}")["provenance"]
         assert ds["r_neuron"].sel(arch=arch, seed=seed).values.tolist() == \
@@ -246,7 +271,8 @@ def test_train_zoo_scores_every_model_into_neural_zarr(smoke_catalog, smoke_root
     lines = train_zoo(smoke_catalog, smoke_root, progress=False)
     assert lines == ["xu_cnn-s0: up to date", "alexnet-s0: up to date", "neural: up to date"]
     model_lines = [ln for ln in status_lines(smoke_catalog, smoke_root) if ln.startswith("  model")]
-    assert len(model_lines) == 2 and all("test r" in ln and "of ceiling" in ln for ln in model_lines)
+    assert len(model_lines) == 2 and all("test r" in ln and "of ceiling" in ln and "smoothed r" in ln
+                                         for ln in model_lines)
 
 
 def test_train_zoo_rejects_models_outside_the_zoo(smoke_catalog, tmp_path):

@@ -99,8 +99,8 @@ def _mean_sd(da: xr.DataArray) -> tuple[np.ndarray, np.ndarray]:
 
 def neural_prediction(neural: xr.Dataset, usable: xr.DataArray | None = None, threshold: float = np.nan) -> Figure:
     """Neural prediction per architecture (bars = mean over seeds +- SD, dots = seeds), and the fraction
-    of the noise ceiling beside it where a ceiling is known. With `usable` (the stats table's flag per
-    (arch, seed) at `threshold`), twins that are not usable are hollow dots and an architecture without a
+    of the noise ceiling and the smoothed whole-test-set r (Xu et al.'s score) beside it where known. With
+    `usable` (the stats table's flag per (arch, seed) at `threshold`), twins that are not usable are hollow dots and an architecture without a
     usable twin is a grey hatched bar: an untrained network must not read as a weak architecture."""
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
@@ -109,13 +109,18 @@ def neural_prediction(neural: xr.Dataset, usable: xr.DataArray | None = None, th
     flags = (usable if usable is not None else xr.ones_like(neural["neural_r"], dtype=bool)).sel(
         arch=archs, seed=neural["seed"])
     fraction = neural["ceiling_fraction"].mean("mouse") if "ceiling_fraction" in neural else None
+    values = {"neural_r": neural["neural_r"], "fraction": fraction, "smoothed": neural.get("xu_smoothed_neural_r")}
+    titles = {"neural_r": "Neural prediction", "fraction": "Prediction / noise ceiling",
+              "smoothed": "Smoothed whole-test r (Xu et al.)"}
     panels = [("neural_r", "test r (mean over neurons, mice)")]
     if fraction is not None and np.isfinite(fraction.values).any():
         panels.append(("fraction", "fraction of the noise ceiling"))
+    if values["smoothed"] is not None and np.isfinite(values["smoothed"].values).any():
+        panels.append(("smoothed", "r after 2-s box smoothing"))
     colors = arch_colors([str(a) for a in neural["arch"].values])
     fig, axes = figure(1, len(panels), width=max(4.2, 0.7 * len(archs) + 1.5), height=3.8)
     for ax, (name, label) in zip(axes[0], panels):
-        da = (neural["neural_r"] if name == "neural_r" else fraction).sel(arch=archs)
+        da = values[name].sel(arch=archs)
         mean, sd = _mean_sd(da)
         x = np.arange(len(archs))
         bars = ax.bar(x, mean, yerr=sd, color=[colors[a] for a in archs], alpha=0.8, capsize=3)
@@ -133,7 +138,7 @@ def neural_prediction(neural: xr.Dataset, usable: xr.DataArray | None = None, th
         ax.set_xticks(x, archs, rotation=35, ha="right")
         ax.set_xlabel("architecture")
         ax.set_ylabel(label)
-        ax.set_title("Neural prediction" if name == "neural_r" else "Prediction / noise ceiling")
+        ax.set_title(titles[name])
     if not bool(flags.all()):
         fig.legend(handles=[Line2D([], [], marker="o", ls="", color="k", mfc="white", ms=3,
                                    label=f"twin not usable\n(< {100 * threshold:g}% of ceiling, dotted)"),

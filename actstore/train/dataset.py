@@ -54,14 +54,21 @@ def gather(session: Session, starts: np.ndarray, length: int, context: int) -> t
     return session.frames[frame_idx], session.counts[count_idx]
 
 
+def whole_chunks(targets: np.ndarray, chunk: int) -> np.ndarray:
+    """The targets that fill whole runs of `chunk` consecutive bins inside one stretch (one segment's part),
+    in order; each stretch's short tail is dropped, so no chunk joins two segments far apart in time."""
+    runs = [run for run in consecutive_runs(targets, chunk) if len(run) == chunk]
+    return np.concatenate(runs) if runs else np.zeros(0, dtype=np.asarray(targets).dtype)
+
+
 def select_chunks(targets: np.ndarray, chunk: int, max_samples: int) -> np.ndarray:
-    """Whole `chunk`-sample chunks of `targets`, evenly spread, at most `max_samples` in all (0 = every target)."""
+    """All `targets` (max_samples 0, or when they fit), else at most `max_samples` of them as whole chunks
+    (`whole_chunks`) evenly spread over the recording."""
     if max_samples <= 0 or len(targets) <= max_samples:
         return targets
-    n_chunks = len(targets) // chunk
-    keep = max(1, min(n_chunks, max_samples // chunk))
-    picks = np.linspace(0, n_chunks - 1, keep).round().astype(int)
-    return np.concatenate([targets[p * chunk:(p + 1) * chunk] for p in picks])
+    chunks = whole_chunks(targets, chunk).reshape(-1, chunk)
+    keep = max(1, min(len(chunks), max_samples // chunk))
+    return chunks[np.linspace(0, len(chunks) - 1, keep).round().astype(int)].ravel()
 
 
 def epoch_batches(sessions: dict[str, Session], part: str, batch_size: int, run_length: int, context: int,

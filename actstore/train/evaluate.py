@@ -13,16 +13,17 @@ import torch
 import xarray as xr
 
 from actstore.catalog import Catalog
+from actstore.errors import UserError
 from actstore.data.session import Session
 from actstore.models.checkpoint import read_meta
 from actstore.models.twin import DigitalTwin
 from actstore.store.analysis import analysis_inputs, write_analysis
 from actstore.store.root import filesystem, join
-from actstore.train.dataset import consecutive_runs, select_chunks, window_rates
-from actstore.train.metrics import chunked_neuron_r, overall_r, prediction_r
+from actstore.train.dataset import consecutive_runs, select_chunks, whole_chunks, window_rates
+from actstore.train.metrics import chunked_neuron_r, overall_r, prediction_r, smoothed_neuron_r
 
 EVAL_RUN = 256  # targets per encoder call when predicting
-SCORING_VERSION = 3  # bump when the metrics change: existing checkpoints are then re-scored, not retrained
+SCORING_VERSION = 4  # bump when the metrics change: existing checkpoints are then re-scored, not retrained
 
 
 @torch.no_grad()
@@ -65,8 +66,15 @@ def validation_scores(twin: DigitalTwin, sessions: dict[str, Session], targets: 
 
 
 def test_targets(session: Session, context: int, chunk: int, max_samples: int) -> np.ndarray:
-    """The test samples scored: whole chunks of the test split, at most `max_samples` (0 = all)."""
-    return select_chunks(session.targets("test", context), chunk, max_samples)
+    """The test samples scored: whole chunks inside each test segment, at most `max_samples` of them (0 = all).
+    A test split without one whole chunk is a configuration error (one line)."""
+    targets = session.targets("test", context)
+    scored = whole_chunks(targets, chunk)
+    if len(scored) == 0:
+        longest = max((len(run) for run in consecutive_runs(targets, len(targets) or 1)), default=0)
+        raise UserError(f"evaluation.chunk_samples: {chunk} is longer than every test segment of {session.name} "
+                        f"(longest {longest} samples); use fewer data.segments or a shorter chunk")
+    return select_chunks(scored, chunk, max_samples)
 
 
 def noise_ceiling(session: Session, targets: np.ndarray, chunk: int) -> np.ndarray | None:
@@ -76,23 +84,35 @@ def noise_ceiling(session: Session, targets: np.ndarray, chunk: int) -> np.ndarr
     return session.noise_ceiling
 
 
-def neural_scores(twin: DigitalTwin, sessions: dict[str, Session], context: int, chunk: int, max_samples: int,
+def mean_and_se(per_neuron: np.ndarray) -> tuple[float, float, int]:
+    """Mean over the finite neurons, its SE over neurons (NaN below two) and their count."""
+    n = int(np.isfinite(per_neuron).sum())
+    se = float(np.nanstd(per_neuron, ddof=1) / np.sqrt(n)) if n > 1 else float("nan")
+    return nan_mean(per_neuron), se, n
+
+
+def neural_scores(twin: DigitalTwin, sessions: dict[str, Session], context: int, evaluation: dict[str, Any],
                   device: torch.device) -> dict[str, dict[str, float]]:
     """Per mouse: r_neuron (chunked per-neuron r, mean over neurons), its SE over neurons r_neuron_se and the
-    neurons it averages n_neurons, r_overall, ceiling, ceiling_fraction, n_samples."""
+    neurons it averages n_neurons, xu_smoothed_r (and _se: the published pipeline's smoothed whole-test-set r),
+    r_overall, ceiling, ceiling_fraction, n_samples. `evaluation` is the catalog's evaluation section."""
+    chunk, bins = int(evaluation["chunk_samples"]), int(evaluation["smoothing_bins"])
     scores: dict[str, dict[str, float]] = {}
     for mouse, session in sessions.items():
-        idx = test_targets(session, context, chunk, max_samples)
+        idx = test_targets(session, context, chunk, int(evaluation["max_samples"]))
         pred = predict(twin, session, mouse, idx, context, device)
         obs = session.counts[idx]
-        per_neuron = chunked_neuron_r(pred, obs, chunk)
-        r_neuron, n_neurons = nan_mean(per_neuron), int(np.isfinite(per_neuron).sum())
+        r_neuron, r_neuron_se, n_neurons = mean_and_se(chunked_neuron_r(pred, obs, chunk))
+        pieces = [len(run) for run in consecutive_runs(idx, len(idx) or 1)]
+        smoothed, smoothed_se, _ = mean_and_se(smoothed_neuron_r(pred, obs, pieces, bins))
         ceil = noise_ceiling(session, idx, chunk)
         ceiling = nan_mean(ceil) if ceil is not None else float("nan")
         scores[mouse] = {
             "r_neuron": r_neuron,
-            "r_neuron_se": float(np.nanstd(per_neuron, ddof=1) / np.sqrt(n_neurons)) if n_neurons > 1 else float("nan"),
+            "r_neuron_se": r_neuron_se,
             "n_neurons": n_neurons,
+            "xu_smoothed_r": smoothed,
+            "xu_smoothed_r_se": smoothed_se,
             "r_overall": overall_r(pred, obs),
             "ceiling": ceiling,
             "ceiling_fraction": r_neuron / ceiling if np.isfinite(ceiling) and ceiling > 0 else float("nan"),
@@ -123,8 +143,8 @@ def neural_dataset(catalog: Catalog, metas: dict[tuple[str, int], dict[str, Any]
     archs, seeds = catalog["zoo"]["archs"], catalog["zoo"]["seeds"]
     mice = list(catalog["data"]["sessions"])
     shape = (len(archs), len(seeds), len(mice))
-    values = {k: np.full(shape, np.nan) for k in ("r_neuron", "r_neuron_se", "n_neurons", "r_overall",
-                                                  "ceiling_fraction")}
+    values = {k: np.full(shape, np.nan) for k in ("r_neuron", "r_neuron_se", "n_neurons", "xu_smoothed_r",
+                                                  "xu_smoothed_r_se", "r_overall", "ceiling_fraction")}
     ceiling = np.full(len(mice), np.nan)
     complete = np.zeros(shape[:2], dtype=bool)
     for (arch, seed), meta in metas.items():
@@ -135,7 +155,7 @@ def neural_dataset(catalog: Catalog, metas: dict[tuple[str, int], dict[str, Any]
             if score is None:
                 continue
             for name, array in values.items():
-                array[i, j, k] = score.get(name, np.nan)  # scores older than SCORING_VERSION 3 lack the SE
+                array[i, j, k] = score.get(name, np.nan)  # scores older than SCORING_VERSION 4 lack some
             ceiling[k] = score["ceiling"]
     dims = ("arch", "seed", "mouse")
     ds = xr.Dataset(
@@ -146,6 +166,11 @@ def neural_dataset(catalog: Catalog, metas: dict[tuple[str, int], dict[str, Any]
     ds["ceiling"] = ("mouse", ceiling)
     ds["complete"] = (("arch", "seed"), complete)
     ds["r_neuron"].attrs["long_name"] = "per-neuron test r inside chunks, mean over chunks then neurons"
+    ds["xu_smoothed_r"].attrs["long_name"] = (
+        "per-neuron r over the whole scored test set after a box smoothing of prediction and counts "
+        f"({int(catalog['evaluation']['smoothing_bins'])} bins, inside each contiguous piece), mean over neurons: "
+        "the score of Xu et al.'s Table 2")
+    ds["xu_smoothed_neural_r"] = ds["xu_smoothed_r"].mean("mouse")
     ds["ceiling"].attrs["long_name"] = "the same score of the true rates (noise ceiling); NaN without ground truth"
     ds.attrs["chunk_samples"] = int(catalog["evaluation"]["chunk_samples"])
     return ds

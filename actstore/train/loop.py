@@ -221,7 +221,7 @@ def train_model(spec: Spec, sessions: dict[str, Session], folder: str, device: t
     bar.close()
     twin.load_state_dict(state["best_weights"])
     t0 = time.perf_counter()
-    scores = neural_scores(twin, sessions, context, chunk, spec.evaluation["max_samples"], device)
+    scores = neural_scores(twin, sessions, context, spec.evaluation, device)
     provenance = {**spec.key, "arch": spec.arch, "seed": spec.seed, "device": str(device),
                   "epochs": state["epoch"], "best_epoch": state["best_epoch"], "best_val_loss": state["best_loss"],
                   "resumed_from_epoch": resumed_from, "history": state["history"],
@@ -239,8 +239,7 @@ def _rescore(spec: Spec, sessions: dict[str, Session], folder: str, device: torc
     twin, meta = load_checkpoint(folder, map_location=str(device))
     twin.to(device)
     prov = dict(meta["provenance"])
-    prov.update(evaluation=spec.scoring, neural=neural_scores(
-        twin, sessions, spec.context, spec.evaluation["chunk_samples"], spec.evaluation["max_samples"], device))
+    prov.update(evaluation=spec.scoring, neural=neural_scores(twin, sessions, spec.context, spec.evaluation, device))
     prov["sha256"] = save_checkpoint(twin, folder, prov)
     return {**prov, "status": "re-scored"}
 
