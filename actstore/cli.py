@@ -56,7 +56,9 @@ def _check_scheduler(ctx: click.Context, param: click.Parameter, value: str) -> 
 def cli(ctx: click.Context, catalog_path: str | None, root: str, profile: str | None,
         scheduler: str, verbose: bool) -> None:
     """Probe digital twins of mouse V1: train the zoo, store every activation, run every assay."""
-    ctx.obj = Env(catalog_path, root, profile, scheduler, verbose)
+    from actstore.store.root import checked_root
+
+    ctx.obj = Env(catalog_path, checked_root(root), profile, scheduler, verbose)
 
 
 pass_env = click.make_pass_decorator(Env)

@@ -51,3 +51,11 @@ def test_status_lists_the_zoo(tmp_path):
     proc = run_cli("--profile", "smoke", "--root", str(tmp_path), "status")
     assert proc.returncode == 0, proc.stderr
     assert "xu_cnn-s0" in proc.stdout and "alexnet-s0" in proc.stdout and "missing" in proc.stdout
+
+
+@pytest.mark.parametrize("root", ["/etc/passwd", "/etc/passwd/stores"])
+def test_a_root_that_cannot_be_a_folder_is_one_line_exit_2(root):
+    proc = run_cli("--profile", "smoke", "--root", root, "status")
+    assert proc.returncode == 2 and proc.stdout == "", proc.stdout
+    assert proc.stderr.strip().splitlines() == [proc.stderr.strip()] and f"--root {root}: " in proc.stderr
+    assert ("is a file" if root == "/etc/passwd" else "lies inside the file /etc/passwd") in proc.stderr

@@ -1,7 +1,12 @@
 """Roots are local folders or fsspec URLs; these helpers keep that difference in one place."""
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import fsspec
+
+from actstore.errors import UserError
 
 
 def join(root: str, *parts: str) -> str:
@@ -12,6 +17,24 @@ def join(root: str, *parts: str) -> str:
 def filesystem(url: str) -> tuple[fsspec.AbstractFileSystem, str]:
     """The fsspec filesystem of a path or URL, and the path inside it."""
     return fsspec.core.url_to_fs(str(url))
+
+
+def checked_root(root: str) -> str:
+    """`root` when it is (or can become) a readable folder; a file, a path inside a file, or a folder this user
+    cannot read and write is one UserError line."""
+    if "://" in root:
+        fs, path = filesystem(root)
+        if fs.isfile(path):
+            raise UserError(f"--root {root}: is a file; expected a folder or an fsspec URL of one")
+        return root
+    path = Path(root)
+    first = next(p for p in (path, *path.parents) if p.exists() or p == p.parent)
+    if not first.is_dir():
+        where = "is a file" if first == path else f"lies inside the file {first}"
+        raise UserError(f"--root {root}: {where}; expected a folder (created if missing)")
+    if first == path and not os.access(path, os.R_OK | os.W_OK | os.X_OK):
+        raise UserError(f"--root {root}: this user cannot read and write the folder; expected a folder of yours")
+    return root
 
 
 def zarr_location(url: str) -> str:
