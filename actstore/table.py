@@ -11,7 +11,8 @@ from actstore.store.analysis import open_analysis
 from actstore.store.root import join
 
 KEYS = ["arch", "seed", "unit"]
-MODEL_LEVEL = ("neural", "probes", "geometry")  # analyses whose (arch, seed[, mouse]) variables become columns
+# analyses whose (arch, seed[, mouse]) variables become columns (tuning's: its per-model summaries)
+MODEL_LEVEL = ("tuning", "neural", "probes", "geometry")
 
 
 def units(root: str = "stores", catalog: Catalog | None = None) -> pd.DataFrame:
@@ -24,7 +25,7 @@ def units(root: str = "stores", catalog: Catalog | None = None) -> pd.DataFrame:
     done = tuning["complete"].to_dataframe().reset_index()
     table = table.merge(done[done["complete"]][["arch", "seed"]], on=["arch", "seed"])
     for name in MODEL_LEVEL:
-        scores = model_scores(open_analysis(root, name), name, taken=set(table.columns))
+        scores = model_scores(tuning if name == "tuning" else open_analysis(root, name), name, taken=set(table.columns))
         if scores is not None:
             table = table.merge(scores, on=["arch", "seed"], how="left")
     if catalog is not None:

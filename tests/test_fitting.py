@@ -55,6 +55,25 @@ def test_naka_rushton_keeps_c50_and_n_inside_their_bounds():
     assert fit.r2[0] > 0.99
 
 
+def test_at_bound_flags_c50_on_the_fit_box_and_nothing_inside_it_or_unfit():
+    """Against the box each curve was fitted in: a linear curve puts c50 on the upper bound, a step on the lower
+    (and n on its upper); an interior sigmoid, an unfitted (NaN) curve and the unbounded r0 are never at a bound."""
+    sigmoid = fitting.naka_rushton(C, np.array([[0.5, 2.0, 0.15, 2.5]]))[0]
+    y = np.stack([0.3 + 2 * C, np.where(C > 0, 1.0, 0.0), sigmoid, np.full(9, np.nan)])
+    fit = fitting.fit_naka_rushton(C, y, c50_bounds=(0.005, 1.0), n_bounds=(0.5, 6.0))
+    np.testing.assert_array_equal(fit.lower[:, 2], 0.005)
+    np.testing.assert_array_equal(fit.upper[:, 2], 1.0)
+    flags = fitting.at_bound(fit)
+    assert flags[:, 2].tolist() == [True, True, False, False]  # c50
+    assert flags[1, 3] and not flags[2, 3]  # the step's n at 6
+    assert not flags[:, 0].any()  # r0 has infinite bounds
+    # half and twice the tolerance, relative to each bound, inside it
+    rtol, params = fitting.BOUND_RTOL, np.tile(fit.params[2], (4, 1))
+    params[:, 2] = 1.0 * (1 - rtol / 2), 1.0 * (1 - 2 * rtol), 0.005 * (1 + rtol / 2), 0.005 * (1 + 2 * rtol)
+    near = fitting.Fit(params, fit.r2, fit.success, fit.lower, fit.upper)
+    assert fitting.at_bound(near)[:, 2].tolist() == [True, False, True, False]
+
+
 def test_nan_and_constant_curves_give_nan_and_no_success_without_warnings():
     y = np.stack([np.full(12, np.nan), np.full(12, 3.0), np.r_[np.nan, np.ones(11)], fitting.dog(X, np.array(
         [[0.0, 1.0, np.log(0.05), 0.5, 0.0, np.log(0.05), 1.0]]))[0]])

@@ -8,7 +8,7 @@ import xarray as xr
 from scipy.special import iv
 
 from actstore.analysis import fitting
-from actstore.analysis.tuning import CURVES, FLAGS, METRICS, measure
+from actstore.analysis.tuning import CURVES, FLAGS, METRICS, measure, model_summaries
 from actstore.catalog import load_catalog
 from actstore.stimuli import generate, pixel_coordinates
 
@@ -189,8 +189,122 @@ def test_missing_dims_and_main_contrast_are_user_errors(cells):
         measure(cells, main_contrast=0.9)
 
 
-def test_dog_helper_is_what_measure_fits(result):
-    # the reported fit peak is the argmax of a DoG refitted to the reported sf curve
-    curve = result.sf_curve.sel(unit="simple").values
-    fit = fitting.fit_dog(np.log(SF), curve)
-    assert float(result.dog_r2.sel(unit="simple")) == pytest.approx(float(fit.r2), abs=1e-9)
+def _separable(sf: np.ndarray | None = None, contrast: np.ndarray | None = None,
+               phase: np.ndarray | None = None) -> xr.DataArray:
+    """One unit on the grid whose response is ori(th) sf(f) phase(phi) contrast(c): its sf, phase and contrast
+    curves are the given factors up to a positive scale (flat where not given; von Mises orientation tuning)."""
+    ori = np.exp(2 * np.cos(2 * np.deg2rad(ORI - 30)))
+    factors = [ori, *(np.ones(n) if v is None else v for v, n in ((sf, 12), (phase, 8), (contrast, 9)))]
+    resp = np.einsum("o,s,p,c->ospc", *factors)
+    coords = {"orientation": ORI, "sf": SF, "phase": PHASE, "contrast": CONTRAST}
+    return xr.DataArray(resp, dims=list(coords), coords=coords)
+
+
+def _units(**units: xr.DataArray) -> xr.DataArray:
+    """The given one-unit grids stacked along `unit`, named by their keywords."""
+    return xr.concat(list(units.values()), dim="unit").assign_coords(unit=list(units))
+
+
+def test_fitted_sf_peak_is_the_true_dog_maximum_not_the_sampled_one():
+    """pref_sf_fit of a noise-free DoG sf curve is the continuous maximum of the generating DoG (found here by
+    scipy, independently of the assay's dense grid), which lies between two samples."""
+    from scipy.optimize import minimize_scalar
+
+    true = np.array([0.3, 2.0, np.log(0.06), 0.5, 0.6, np.log(0.05), 1.4])
+    x = np.log(SF)
+    best = minimize_scalar(lambda v: -fitting.dog(np.array([v]), true)[0], bounds=(x.min(), x.max()),
+                           method="bounded", options={"xatol": 1e-10})
+    peak = float(np.exp(best.x))
+    out = measure(_separable(sf=fitting.dog(x, true)).expand_dims(unit=[0], axis=-1)).isel(unit=0)
+    assert float(out.dog_r2) > 0.9999 and bool(out.qc_sf)
+    # the dense grid's step in ln f is 0.0063: the peak is read to within half of it
+    assert float(out.pref_sf_fit) == pytest.approx(peak, rel=0.005) and float(out.pref_sf) == float(out.pref_sf_fit)
+    assert abs(float(out.pref_sf_sampled) / peak - 1) > 0.03  # the sampled peak is another answer
+
+
+def test_gaussian_in_ln_f_has_its_closed_form_bandwidth_in_octaves():
+    """A Gaussian of sd s in ln f centred on the sampled range: half height (halfway between its peak and its
+    value q0 = exp(-h^2 / 2 s^2) at the range ends, h the half span) lies at |ln f - mu| = s sqrt(-2 ln q),
+    q = (1 + q0) / 2, so the bandwidth is 2 s sqrt(-2 ln q) / ln 2 octaves (1.36 for s = 0.4); an ln-for-log2
+    slip would give 0.94."""
+    x = np.log(SF)
+    mu, s, half = (x.min() + x.max()) / 2, 0.4, (x.max() - x.min()) / 2
+    q = (1 + np.exp(-half**2 / (2 * s**2))) / 2
+    octaves = 2 * s * np.sqrt(-2 * np.log(q)) / np.log(2)
+    out = measure(_separable(sf=np.exp(-(x - mu) ** 2 / (2 * s**2))).expand_dims(unit=[0], axis=-1)).isel(unit=0)
+    assert float(out.dog_r2) > 0.9999
+    assert float(out.sf_bandwidth) == pytest.approx(octaves, rel=1e-3)
+    assert float(out.pref_sf_fit) == pytest.approx(np.exp(mu), rel=0.005)
+
+
+def test_sf_curve_a_dog_cannot_fit_falls_back_to_the_sampled_peak():
+    """A zigzag sf curve (DoG R^2 about 0.23 < min_fit_r2): pref_sf is the sampled peak, the bandwidth is
+    undefined and sf QC fails, though the unit is responsive and its fit peak is still reported."""
+    zigzag = 1 + 0.5 * (-1.0) ** np.arange(12)
+    zigzag[4] += 0.3
+    out = measure(_separable(sf=zigzag).expand_dims(unit=[0], axis=-1)).isel(unit=0)
+    assert float(out.dog_r2) < 0.5 and np.isfinite(float(out.pref_sf_fit))
+    assert float(out.pref_sf) == float(out.pref_sf_sampled) == pytest.approx(SF[4])
+    assert np.isnan(float(out.sf_bandwidth))
+    assert bool(out.responsive) and not bool(out.qc_sf)
+
+
+def test_naka_rushton_c50_at_a_bound_is_flagged_and_left_out_of_the_c50_median():
+    """A linear contrast curve fits c50 = 1 (upper bound) and a step 0.005 (lower), both with R^2 near 1 and
+    passing qc_contrast; a sigmoid's c50 lies inside. Two models, each one bound unit beside the sigmoid: both
+    bound units are flagged nr_at_bound and left out, so each model's c50_median is the sigmoid's c50 (with
+    them it would be halfway to the bound) and half of its passing units are at a bound."""
+    sigmoid = _separable(contrast=1 + CONTRAST**N / (CONTRAST**N + C50**N))
+    models = {"linear": _separable(contrast=1 + CONTRAST), "step": _separable(contrast=1 + (CONTRAST > 0))}
+    zoo = xr.concat([_units(bound=bound, sigmoid=sigmoid) for bound in models.values()], dim="model")
+    out = measure(zoo.assign_coords(model=list(models)))
+    assert out.qc_contrast.values.all() and (out.nr_r2.values > 0.99).all()
+    np.testing.assert_allclose(out.nr_c50.sel(unit="bound").values, [1.0, 0.005])
+    np.testing.assert_allclose(out.nr_c50.sel(unit="sigmoid").values, C50, rtol=1e-3)
+    assert out.nr_at_bound.sel(unit="bound").values.all() and not out.nr_at_bound.sel(unit="sigmoid").values.any()
+    summary = model_summaries(out)
+    np.testing.assert_array_equal(summary.c50_median.values, out.nr_c50.sel(unit="sigmoid").values)
+    np.testing.assert_array_equal(summary.nr_at_bound_fraction.values, [0.5, 0.5])
+
+
+def test_f1f0_medians_under_the_applied_and_the_written_phase_qc():
+    """A driven unit with an exactly flat phase curve (phase-invariant, F1/F0 = 0) passes qc_phase as the code
+    applies it (contrast curve range) but not design 6.2's written rule (phase curve range), so the written
+    rule's median is the rectified-sine unit's F1/F0 alone and the applied one halfway to 0."""
+    rectified = 4 / (1 + np.sqrt(2))  # 8 samples of max(sin, 0)
+    units = _units(flat=_separable(contrast=1 + CONTRAST), simple=_separable(phase=np.maximum(np.sin(PHASE), 0)))
+    out = measure(units)
+    assert out.qc_phase.values.tolist() == [True, True] and out.qc_phase_written.values.tolist() == [False, True]
+    summary = model_summaries(out)
+    assert float(summary.f1f0_median_written_qc) == pytest.approx(rectified, rel=1e-6)
+    assert float(summary.f1f0_median_applied_qc) == pytest.approx(rectified / 2, rel=1e-6)
+
+
+def test_job_result_and_units_table_carry_the_bound_flag_and_per_model_summaries(tmp_path):
+    """The tuning job's result (measure_zoo) over one complete model (a linear-contrast unit beside a sigmoid one)
+    and one incomplete model, written as analysis/tuning.zarr: the per-model summaries are (arch, seed) variables
+    (NaN for the incomplete model), units() has nr_at_bound and them as columns, and query("nr_at_bound") finds
+    exactly the linear unit."""
+    import json
+
+    import actstore
+    from actstore.jobs.tuning import measure_zoo
+    from actstore.store.analysis import write_analysis
+
+    sigmoid = _separable(contrast=1 + CONTRAST**N / (CONTRAST**N + C50**N))
+    units = _units(linear=_separable(contrast=1 + CONTRAST), sigmoid=sigmoid).assign_coords(unit=[0, 1])
+    encoder = xr.concat([units, units * np.nan], dim="arch").assign_coords(arch=["a", "b"]).expand_dims(seed=[0], axis=1)
+    store = xr.Dataset({"encoder": encoder, "complete": (("arch", "seed"), [[True], [False]]),
+                        "provenance": (("arch", "seed"), [[json.dumps({})], [json.dumps({})]])})
+    result = measure_zoo(store, {}, 1.0)
+    assert result["c50_median"].dims == ("arch", "seed") and result["nr_at_bound_fraction"].dims == ("arch", "seed")
+    assert float(result["c50_median"].sel(arch="a", seed=0)) == float(result["nr_c50"].sel(arch="a", seed=0, unit=1))
+    assert float(result["nr_at_bound_fraction"].sel(arch="a", seed=0)) == 0.5
+    assert np.isnan(result["c50_median"].sel(arch="b", seed=0)) and not result["nr_at_bound"].sel(arch="b").any()
+    write_analysis(result, str(tmp_path), "tuning", {})
+    table = actstore.units(str(tmp_path))
+    assert {"nr_at_bound", "qc_phase_written", "c50_median", "nr_at_bound_fraction", "f1f0_median_applied_qc",
+            "f1f0_median_written_qc"} <= set(table.columns)
+    found = actstore.query("nr_at_bound", str(tmp_path), columns=["nr_c50", "nr_at_bound_fraction"])
+    assert found[["arch", "seed", "unit"]].values.tolist() == [["a", 0, 0]]
+    assert float(found["nr_c50"].iloc[0]) == pytest.approx(1.0) and float(found["nr_at_bound_fraction"].iloc[0]) == 0.5

@@ -18,13 +18,31 @@ import numpy as np
 Model = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
 
 
+# A fitted parameter this close to a bound of its box, relative to the bound (|p - b| <= BOUND_RTOL |b|), sits on
+# it: the box, not the data, set it. The projected solver puts a fit that pushes against a bound exactly on it;
+# 1% also catches one that stopped just short (a c50 of 0.99 in [0.005, 1] is no estimate of the unit's c50).
+BOUND_RTOL = 1e-2
+
+
 @dataclass(frozen=True)
 class Fit:
-    """Best-of-starts fit per curve: params (..., P), r2 (...), success (...) bool (NaN / False where unfit)."""
+    """Best-of-starts fit per curve: params (..., P), r2 (...), success (...) bool (NaN / False where unfit),
+    and the box each curve was fitted in, lower and upper (..., P)."""
 
     params: np.ndarray
     r2: np.ndarray
     success: np.ndarray
+    lower: np.ndarray
+    upper: np.ndarray
+
+
+def at_bound(fit: Fit, rtol: float = BOUND_RTOL) -> np.ndarray:
+    """(..., P) bool: each fitted parameter within `rtol` (relative to the bound) of a finite bound of its box.
+
+    False where the curve was not fitted (NaN parameter) and on infinite bounds; a bound of 0 needs p == 0.
+    """
+    near = [np.isfinite(b) & (np.abs(fit.params - b) <= rtol * np.abs(b)) for b in (fit.lower, fit.upper)]
+    return near[0] | near[1]
 
 
 def least_squares(model: Model, x: np.ndarray, y: np.ndarray, p0: np.ndarray, lower: np.ndarray,
@@ -100,7 +118,7 @@ def best_fit(model: Model, x: np.ndarray, y: np.ndarray, starts: np.ndarray, low
         r2 = np.full(b, np.nan)
         success = np.zeros(b, dtype=bool)
         if not ok.any():
-            return Fit(params, r2, success)
+            return Fit(params, r2, success, lower, upper)
         yv = y[ok]
         p, cost, conv = least_squares(  # one row per (curve, start)
             model, x, np.repeat(yv, s, axis=0), starts[ok].reshape(-1, n_par),
@@ -116,7 +134,7 @@ def best_fit(model: Model, x: np.ndarray, y: np.ndarray, starts: np.ndarray, low
         params[ok] = np.where(fine[:, None], best_p, np.nan)
         r2[ok] = np.where(fine, best_r2, np.nan)
         success[ok] = fine & conv.reshape(-1, s)[rows, best]
-    return Fit(params, r2, success)
+    return Fit(params, r2, success, lower, upper)
 
 
 # ----------------------------------------------------------------------- difference of Gaussians
@@ -234,4 +252,5 @@ def fit_naka_rushton(c: np.ndarray, y: np.ndarray, starts: int = 4, c50_bounds: 
 
 
 def _reshape(fit: Fit, lead: tuple[int, ...]) -> Fit:
-    return Fit(fit.params.reshape(*lead, -1), fit.r2.reshape(lead), fit.success.reshape(lead))
+    return Fit(fit.params.reshape(*lead, -1), fit.r2.reshape(lead), fit.success.reshape(lead),
+               fit.lower.reshape(*lead, -1), fit.upper.reshape(*lead, -1))

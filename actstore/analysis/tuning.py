@@ -5,9 +5,12 @@ contrast, unit, plus any carried dims such as arch and seed) and returns one val
 Two stages: (1) per unit chunk, reduce the grid to four tuning curves; (2) over all units
 of all models in one block, compute the indices and run the batched fits. Works on numpy-
 and dask-backed input (dask stays lazy). Units that are NaN or constant get NaN metrics and
-False flags, without warnings.
+False flags, without warnings. `model_summaries` reduces the units of each model to the
+per-model numbers the tuning result carries beside them.
 """
 from __future__ import annotations
+
+import warnings
 
 import numpy as np
 import xarray as xr
@@ -19,9 +22,18 @@ GRID_DIMS = ("orientation", "sf", "phase", "contrast")
 CURVES = ("orientation_curve", "sf_curve", "phase_curve", "contrast_curve")
 METRICS = ("gosi", "pref_ori", "f1f0", "pref_phase", "pref_sf", "pref_sf_sampled", "pref_sf_fit", "sf_bandwidth",
            "dog_r2", "nr_r0", "nr_gain", "nr_c50", "nr_n", "nr_r2")
-FLAGS = ("responsive", "qc_orientation", "qc_phase", "qc_sf", "qc_contrast")
+# nr_at_bound: the Naka-Rushton c50 sits on a bound of its fit box (fitting.at_bound), so it is no estimate;
+# qc_phase_written: design 6.2's phase QC as written (the phase curve's own range), beside qc_phase as applied
+FLAGS = ("responsive", "qc_orientation", "qc_phase", "qc_sf", "qc_contrast", "nr_at_bound", "qc_phase_written")
 UNITS = {"pref_ori": "deg", "pref_phase": "rad", "pref_sf": "cycles/px", "pref_sf_sampled": "cycles/px",
          "pref_sf_fit": "cycles/px", "sf_bandwidth": "octaves"}
+SUMMARY_DESCRIPTIONS = {
+    "c50_median": "median nr_c50 over units passing qc_contrast, c50 at a fit bound (nr_at_bound) left out",
+    "nr_at_bound_fraction": "fraction of the units passing qc_contrast whose c50 is at a fit bound (NaN: none pass)",
+    "f1f0_median_applied_qc": "median f1f0 over qc_phase as applied: phase or contrast curve range > min_curve_range",
+    "f1f0_median_written_qc": "median f1f0 over qc_phase_written, design 6.2 as written: phase curve range > "
+                              "min_curve_range",
+}
 DENSE_SF_POINTS = 512  # resolution of the grid on which the DoG fit's peak and half-height points are read
 
 
@@ -65,8 +77,32 @@ def measure(responses: xr.DataArray, *, responsive_ptp: float = 1e-3, min_curve_
         ds[name].attrs["units"] = unit
     ds.attrs.update(main_contrast=float(main_contrast), responsive_ptp=responsive_ptp, min_curve_range=min_curve_range,
                     min_fit_r2=min_fit_r2, dog_starts=dog_starts, nr_starts=nr_starts,
-                    nr_c50_bounds=list(nr_c50_bounds), nr_n_bounds=list(nr_n_bounds))
+                    nr_c50_bounds=list(nr_c50_bounds), nr_n_bounds=list(nr_n_bounds), nr_bound_rtol=fitting.BOUND_RTOL)
     return ds
+
+
+def model_summaries(ds: xr.Dataset) -> xr.Dataset:
+    """Per model (every dim of `ds` but unit), the SUMMARY_DESCRIPTIONS variables from `measure`'s result.
+
+    A c50 on a bound of the fit box is the box's value, not the unit's (a linear curve fits 1, a step 0.005,
+    both with R^2 near 1), so c50_median leaves it out and nr_at_bound_fraction says how many that was. F1/F0
+    has two medians because the code's phase QC is not design 6.2's as written: the written rule (the phase
+    curve's own range) can drop driven phase-invariant (complex) units, biasing that median upwards.
+    """
+    contrast_ok = ds["qc_contrast"].astype(bool)
+    at_bound = ds["nr_at_bound"].astype(bool)
+    passing = contrast_ok.sum("unit")
+    out = xr.Dataset({
+        "c50_median": ds["nr_c50"].where(contrast_ok & ~at_bound).median("unit", skipna=True),
+        "nr_at_bound_fraction": (contrast_ok & at_bound).sum("unit") / passing.where(passing > 0),
+        "f1f0_median_applied_qc": ds["f1f0"].where(ds["qc_phase"].astype(bool)).median("unit", skipna=True),
+        "f1f0_median_written_qc": ds["f1f0"].where(ds["qc_phase_written"].astype(bool)).median("unit", skipna=True),
+    })
+    for name, text in SUMMARY_DESCRIPTIONS.items():
+        out[name].attrs["description"] = text
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a model without passing units: an all-NaN median
+        return out.compute()
 
 
 def _curves(grid: np.ndarray, main: int) -> tuple[np.ndarray, ...]:
@@ -143,10 +179,12 @@ def _metrics(ori: np.ndarray, sf: np.ndarray, phase: np.ndarray, contrast: np.nd
             # curve, same ori/sf): a flat phase curve is a complex cell's answer, not a failed measurement.
             "qc_phase": responsive & np.isfinite(m["f1f0"])
             & (np.maximum(ranges["phase"], ranges["contrast"]) > min_curve_range),
+            "qc_phase_written": responsive & np.isfinite(m["f1f0"]) & (ranges["phase"] > min_curve_range),
             "qc_sf": responsive & np.isfinite(m["pref_sf"]) & (ranges["sf"] > min_curve_range)
             & (dog.r2 >= min_fit_r2),
             "qc_contrast": responsive & np.isfinite(m["nr_c50"]) & (ranges["contrast"] > min_curve_range)
             & (nr.r2 >= min_fit_r2),
+            "nr_at_bound": fitting.at_bound(nr)[:, fitting.NR_PARAMS.index("c50")],
         }
     out = np.stack([m[k] for k in METRICS] + [flags[k].astype(np.float64) for k in FLAGS], axis=-1)
     return out.reshape(*lead, out.shape[-1])

@@ -1,5 +1,7 @@
 """`actstore analyze tuning`: the tuning assay (design 6.2) of every complete model's encoder units over the
-tuning grid, as one Dask computation for the whole zoo -> analysis/tuning.zarr (dims arch, seed, unit).
+tuning grid, as one Dask computation for the whole zoo -> analysis/tuning.zarr (dims arch, seed, unit), with
+the per-model summaries of `model_summaries` (c50 median without fits at a bound, their fraction, F1/F0 medians
+under the applied and the written phase QC) on (arch, seed).
 
 Up to date when the store's recipe, every complete model's checkpoint and encoder checksum, and the
 catalog's analysis.tuning settings are those the existing result records.
@@ -12,12 +14,12 @@ import numpy as np
 import xarray as xr
 
 import actstore
-from actstore.analysis.tuning import FLAGS, measure
+from actstore.analysis.tuning import FLAGS, measure, model_summaries
 from actstore.catalog import Catalog
 from actstore.errors import UserError
 from actstore.store.analysis import analysis_inputs, write_analysis
 
-VERSION = "tuning/2"
+VERSION = "tuning/3"
 STORE = "tuning_grid"
 
 
@@ -70,6 +72,7 @@ def measure_zoo(ds: xr.Dataset, settings: dict, main_contrast: float) -> xr.Data
     result = result.set_index(model=["arch", "seed"]).unstack("model")
     fill = {name: (False if name in FLAGS else np.nan) for name in result.data_vars}
     result = result.reindex(arch=archs, seed=seeds, fill_value=fill).transpose("arch", "seed", "unit", ...)
+    result = result.merge(model_summaries(result))
     result["complete"] = (("arch", "seed"), done)
     result["arch"] = result["arch"].astype(object)  # variable-length strings: no unstable Zarr v3 dtype
     return result

@@ -141,11 +141,13 @@ def _tuning(found: dict, sections: list, figures: dict) -> None:
     s = Section("tuning", "Tuning of encoder units",
                 "Static full-field gratings: global orientation selectivity (gOSI), phase modulation (F1/F0), "
                 "preferred spatial frequency and Naka-Rushton c50, over the units passing each metric's QC, "
-                "seeds pooled. Box: quartiles; dots: units.")
+                "seeds pooled; a c50 at a bound of its fit is no estimate and is left out. Box: quartiles; "
+                "dots: units.")
     if ds is None:
         s.notes.append(_missing("tuning", "analyze tuning"))
     else:
         ds = ds.compute()
+        s.notes.extend(_tuning_summary_notes(ds))
         empty = [var for var, qc, _, _ in fg.TUNING_PANELS if not bool(ds[qc].any())]
         if len(empty) == len(fg.TUNING_PANELS):
             s.notes.append("No unit passes QC for any metric: nothing to draw.")
@@ -154,6 +156,40 @@ def _tuning(found: dict, sections: list, figures: dict) -> None:
                 s.notes.append(f"No unit passes QC for: {', '.join(empty)}.")
             figures[s.key] = fg.tuning_distributions(ds)
     sections.append(s)
+
+
+def _per_arch(ds: xr.Dataset, var: str, fmt: str) -> str:
+    """`arch value` for each architecture with a complete model: the mean over those models of the per-model `var`."""
+    import warnings
+
+    values = ds[var]
+    if "complete" in ds:
+        values = values.where(ds["complete"]).sel(arch=ds["complete"].any("seed").values)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # an architecture without a value: NaN
+        means = values.mean("seed", skipna=True)
+    return ", ".join(f"{a} {'n/a' if not np.isfinite(v) else format(v, fmt)}"
+                     for a, v in zip(means["arch"].values, means.values.astype(float)))
+
+
+def _f1f0_rules_note(ds: xr.Dataset) -> str | None:
+    """Both F1/F0 medians per architecture (tuning.zarr): the phase QC the code applies and design 6.2's as written."""
+    if not (_has(ds, "f1f0_median_applied_qc") or _has(ds, "f1f0_median_written_qc")):
+        return None
+    return ("F1/F0 median (mean over seeds) under the phase QC applied (qc_phase: phase or contrast curve range, the "
+            f"F1/F0 panel and f1f0_median): {_per_arch(ds, 'f1f0_median_applied_qc', '.3g')}; under design 6.2's "
+            f"rule as written (qc_phase_written: phase curve range): {_per_arch(ds, 'f1f0_median_written_qc', '.3g')}.")
+
+
+def _tuning_summary_notes(ds: xr.Dataset) -> list[str]:
+    """Notes from the tuning result's per-model summaries: c50 fits at a bound, and F1/F0 under both phase QCs."""
+    notes = []
+    if _has(ds, "nr_at_bound_fraction"):
+        notes.append("Fraction of contrast-QC-passing units whose c50 is at a bound of its fit (left out of the c50 "
+                     "panel and of tuning.zarr's c50_median; mean over seeds): "
+                     f"{_per_arch(ds, 'nr_at_bound_fraction', '.0%')}.")
+    f1f0 = _f1f0_rules_note(ds)
+    return notes + ([f1f0] if f1f0 else [])
 
 
 def _geometry(found: dict, sections: list, figures: dict) -> None:
@@ -222,6 +258,9 @@ def _table(found: dict, sections: list, figures: dict) -> None:
         if empty:
             s.notes.append(f"No values yet for: {', '.join(empty)}.")
         s.html = results_table(ds, list(COLUMNS), COLUMN_LABELS, tuple(ERRORS))
+    f1f0 = None if found["tuning"] is None else _f1f0_rules_note(found["tuning"])
+    if f1f0:
+        s.notes.append(f1f0)
     sections.append(s)
 
 

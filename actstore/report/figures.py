@@ -37,6 +37,7 @@ TUNING_PANELS = (
     ("pref_sf", "qc_sf", "preferred SF (cycles/px)", True),
     ("nr_c50", "qc_contrast", "c50 (grating contrast)", True),
 )
+TUNING_EXCLUDED = {"nr_c50": "nr_at_bound"}  # per panel variable: units with this flag set are left out
 ACC_LABEL = "accuracy (fraction correct)"
 SE_BARS = ", bars \u00b1 1 SE"  # appended to an axis label whose values carry standard-error bars
 SPACE_TITLES = {"gru": "GRU final state", "encoder": "Encoder output (last frame)"}
@@ -214,8 +215,8 @@ def coherence_curves(probes: xr.Dataset) -> Figure:
 
 
 def tuning_distributions(tuning: xr.Dataset) -> Figure:
-    """gOSI, F1/F0, preferred SF and c50 per architecture over QC-passing units (all seeds pooled):
-    box = quartiles, whiskers 1.5 IQR, dots = units; n under each architecture."""
+    """gOSI, F1/F0, preferred SF and c50 per architecture over QC-passing units (all seeds pooled; c50 without
+    fits at a bound): box = quartiles, whiskers 1.5 IQR, dots = units; n under each architecture."""
     archs = [str(a) for a in tuning["arch"].values if bool(tuning["complete"].sel(arch=a).any())] \
         if "complete" in tuning else [str(a) for a in tuning["arch"].values]
     colors = arch_colors([str(a) for a in tuning["arch"].values])
@@ -226,6 +227,8 @@ def tuning_distributions(tuning: xr.Dataset) -> Figure:
         for arch in archs:
             v = tuning[var].sel(arch=arch).values.ravel()
             keep = tuning[qc].sel(arch=arch).values.ravel().astype(bool) & np.isfinite(v)
+            if TUNING_EXCLUDED.get(var) in tuning.data_vars:
+                keep &= ~tuning[TUNING_EXCLUDED[var]].sel(arch=arch).values.ravel().astype(bool)
             groups.append(v[keep] if not log else v[keep & (v > 0)])
         x = np.arange(len(archs))
         filled = [i for i, g in enumerate(groups) if len(g)]
