@@ -133,6 +133,7 @@ SCHEMA: dict[str, Any] = {
     "name": _str(),
     "default_profile": _str(),
     "run_seed": _int(0),
+    "stimulus_draws": _str(("per_seed", "global")),
     "data": {
         "source": _str(DATA_SOURCES),
         "path": _str(),

@@ -54,10 +54,23 @@ def data_identity(catalog: Catalog, root: str, recipe: dict) -> str:
     return data_fingerprint(catalog, root)
 
 
-def generate_stimuli(catalog: Catalog, root: str, recipe: dict) -> xr.Dataset:
-    """The recipe's stimulus Dataset (reference clips draw on the reference session's frames)."""
-    from actstore.stimuli import generate, needs_reference
+def draws(catalog: Catalog, recipe: dict) -> dict[str, Any]:
+    """What a store's stimuli are drawn from besides the recipe and the data: for the drawn kinds the run seed,
+    and whether each model seed gets its own draw (catalog stimulus_draws); nothing for deterministic kinds."""
+    from actstore.stimuli import DRAWN_KINDS
 
+    if recipe["kind"] not in DRAWN_KINDS:
+        return {}
+    return {"run_seed": int(catalog["run_seed"]), "stimulus_draws": catalog["stimulus_draws"]}
+
+
+def generate_stimuli(catalog: Catalog, root: str, recipe: dict) -> xr.Dataset:
+    """The recipe's stimulus Dataset: one draw per model seed where the catalog asks for it (draws), else one
+    set; reference clips draw on the reference session's frames."""
+    from actstore.stimuli import generate, generate_per_seed, needs_reference
+
+    if draws(catalog, recipe).get("stimulus_draws") == "per_seed":
+        return generate_per_seed(recipe, catalog["run_seed"], sorted(catalog["zoo"]["seeds"]))
     reference = None
     if needs_reference(recipe):
         from actstore.data import load_sessions
@@ -79,7 +92,7 @@ def open_or_create(catalog: Catalog, root: str, recipe: dict, stimuli_fn: Any, r
     `stimuli_fn()` returns the stimulus Dataset (only called when a store is created).
     """
     name, rhash = recipe["name"], canonical_hash(recipe)
-    data = data_identity(catalog, root, recipe)
+    data, drawn = data_identity(catalog, root, recipe), draws(catalog, recipe)
     url = store_path(root, name)
     fs, path = filesystem(url)
     config = zoo_sizes(catalog)
@@ -94,13 +107,15 @@ def open_or_create(catalog: Catalog, root: str, recipe: dict, stimuli_fn: Any, r
             f"drawn from other recorded data (fingerprint {str(store.attrs.get('data_fingerprint'))[:12]}, "
             f"now {data[:12]})" if store.attrs.get("data_fingerprint", "") != data else "",
             f"holds {sizes}, the catalog's zoo has {config}" if sizes != config else "",
+            *(f"drawn with {key} {store.attrs.get(key)!r}, the catalog now has {value!r}"
+              for key, value in drawn.items() if store.attrs.get(key) != value),
         ]
         for why in filter(None, mismatch):
             raise UserError(f"{url}: {why}; rerun `actstore extract --recipe {name} --rebuild` to replace it")
         return store
     stimuli = stimuli_fn()
     attrs = {"recipe_name": name, "recipe_hash": rhash, "recipe_yaml": yaml.safe_dump(recipe, sort_keys=True),
-             "data_fingerprint": data}
+             "data_fingerprint": data, **drawn}
     target = int(catalog["extract"]["chunk_mb"] * 2**20)
     return ActivationStore.create(url, stimuli, catalog.models, space_dims(stimuli, config), attrs, target)
 
@@ -167,7 +182,7 @@ class RegionWriter:
 def extract_models(store: ActivationStore, root: str, todo: list[tuple[Model, str]], shas: dict[Model, str],
                    config: dict, device: str, batch_size: int) -> dict[Model, str]:
     """Run each model over the store's frames and write its region, overlapping compute with writes."""
-    frames = store.frames()
+    shown = store.frames()
     chunk_frames = int(store.attrs["chunk_frames"])
     name = store.attrs["recipe_name"]
     lines = {}
@@ -175,7 +190,7 @@ def extract_models(store: ActivationStore, root: str, todo: list[tuple[Model, st
     try:
         for (arch, seed), reason in todo:
             started = time.perf_counter()
-            folder = model_folder(root, arch, seed)
+            folder, frames = model_folder(root, arch, seed), shown[seed]
             twin, _ = load_checkpoint(folder, expect={"arch": arch, **config})
             if tuple(twin.config["frame_shape"]) != frames.shape[-2:]:
                 raise UserError(f"{folder}: model frames {twin.config['frame_shape']} "

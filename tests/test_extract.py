@@ -20,7 +20,7 @@ from actstore.errors import UserError
 from actstore.extract import extract
 from actstore.train.evaluate import model_folder
 from actstore.models import build_twin, load_checkpoint, save_checkpoint
-from actstore.stimuli import generate
+from actstore.stimuli import draw_seed, generate
 from actstore.store.ledger import verify
 from actstore.store.zarrstore import store_path
 from extract_setup import cli, make_catalog, save_zoo, write_catalog
@@ -139,7 +139,7 @@ def test_clips_keep_frames_and_gru_restarts_each_chunk(catalog, tmp_path):
     ds = actstore.open_store("rdk_task", root=root).sel(arch="xu_cnn", seed=0)
     assert ds["encoder"].dims == ("trial", "frame", "unit") and ds.sizes["frame"] == 20
     assert ds["gru"].dims == ("trial", "chunk", "hidden") and ds.sizes["chunk"] == 4
-    stimuli = generate(catalog.recipe("rdk_task"), catalog["run_seed"])
+    stimuli = generate(catalog.recipe("rdk_task"), draw_seed(catalog["run_seed"], 0))  # seed 0's own draw
     np.testing.assert_array_equal(ds["label"].values, stimuli["label"].values)
     assert set(ds["split"].values.tolist()) == {"train", "val", "test"}
     twin, _ = load_checkpoint(model_folder(root, "xu_cnn", 0))
@@ -204,3 +204,64 @@ def test_two_processes_extract_different_models_at_once(reference, tmp_path):
     assert verify(store) == {("xu_cnn", 0): "ok", ("alexnet", 0): "ok"}
     assert _files(store) == _files(store_path(ref_root, "tuning_grid"))
     assert not [p.name for p in Path(root).iterdir() if p.name.endswith(".tmp")]
+
+
+def _two_seed_catalog(tmp_path: Path, **top) -> actstore.catalog.Catalog:
+    """The test catalog with xu_cnn over seeds 0 and 1, a small orientation task, and top-level overrides."""
+    from actstore.catalog import Catalog, deep_merge
+
+    base = make_catalog(tmp_path / "cat")
+    small = {"splits": {"train": {"trials": 16}, "val": {"trials": 8}, "test_id": {"trials": 8},
+                        "test_ood": {"trials": 8}}}
+    return Catalog(base.path, base.profile, deep_merge(base.cfg, {
+        "zoo": {"archs": ["xu_cnn"], "seeds": [0, 1]}, "recipe_overrides": {"orientation_task": small}, **top}))
+
+
+def test_task_stimuli_are_drawn_per_model_seed_and_plain_xarray_opens_them(tmp_path):
+    """The study's A.3: each model seed sees its own draw (the same for every arch within it); the features of
+    seed 1 are the twin's response to seed 1's frames."""
+    import xarray as xr
+
+    catalog, root = _two_seed_catalog(tmp_path), str(tmp_path / "root")
+    save_zoo(catalog, root)
+    extract(catalog, root, "orientation_task", device="cpu")
+    ds = xr.open_zarr(store_path(root, "orientation_task"))
+    assert ds["stimulus"].dims == ("seed", "trial", "y", "x") and ds["label"].dims == ("seed", "trial")
+    assert ds["split"].dims == ("trial",)                            # the same layout in every draw
+    recipe = catalog.recipe("orientation_task")
+    for seed in (0, 1):
+        own = generate(recipe, draw_seed(catalog["run_seed"], seed))
+        np.testing.assert_array_equal(ds["stimulus"].sel(seed=seed).values, own["stimulus"].values)
+        np.testing.assert_array_equal(ds["label"].sel(seed=seed).values, own["label"].values)
+    assert not np.array_equal(ds["label"].sel(seed=0).values, ds["label"].sel(seed=1).values)
+    twin, _ = load_checkpoint(model_folder(root, "xu_cnn", 1))
+    frames = torch.from_numpy(ds["stimulus"].sel(seed=1).values[:4, None, None])
+    with torch.inference_mode():
+        want = twin.eval().encode(frames)[:, 0].numpy()
+    np.testing.assert_allclose(ds["encoder"].sel(arch="xu_cnn", seed=1).values[:4], want, rtol=1e-5, atol=1e-6)
+    shared, shared_root = _two_seed_catalog(tmp_path / "global", stimulus_draws="global"), str(tmp_path / "global_root")
+    save_zoo(shared, shared_root)
+    extract(shared, shared_root, "orientation_task", device="cpu")
+    one = xr.open_zarr(store_path(shared_root, "orientation_task"))
+    assert one["stimulus"].dims == ("trial", "y", "x") and one.attrs["stimulus_draws"] == "global"
+    np.testing.assert_array_equal(one["label"].values, generate(recipe, catalog["run_seed"])["label"].values)
+
+
+def test_a_changed_run_seed_is_refused_in_one_line_then_rebuilt(tmp_path):
+    """The store's identity covers every input of its stimuli: a new run_seed never reuses the old draws."""
+    import xarray as xr
+    from actstore.catalog import Catalog, deep_merge
+
+    catalog, root = _two_seed_catalog(tmp_path), str(tmp_path / "root")
+    save_zoo(catalog, root)
+    extract(catalog, root, "orientation_task", device="cpu")
+    moved = Catalog(catalog.path, catalog.profile, deep_merge(catalog.cfg, {"run_seed": 7}))
+    with pytest.raises(UserError) as err:
+        extract(moved, root, "orientation_task", device="cpu")
+    assert str(err.value) == (f"{store_path(root, 'orientation_task')}: drawn with run_seed 0, the catalog now has 7; "
+                              "rerun `actstore extract --recipe orientation_task --rebuild` to replace it")
+    extract(moved, root, "orientation_task", device="cpu", rebuild=True)
+    ds = xr.open_zarr(store_path(root, "orientation_task"))
+    own = generate(moved.recipe("orientation_task"), draw_seed(7, 1))
+    np.testing.assert_array_equal(ds["label"].sel(seed=1).values, own["label"].values)
+    assert int(ds.attrs["run_seed"]) == 7 and bool(ds["complete"].all())

@@ -146,7 +146,7 @@ def _catalog() -> Catalog:
     return Catalog(base.path, base.profile, deep_merge(base.cfg, {"zoo": {"archs": ARCHS, "seeds": SEEDS}}))
 
 
-def _store(path, trial_coords: dict, space: str, feats: np.ndarray, tail: tuple[str, ...]) -> None:
+def _store(path, trial_coords: dict, space: str, feats: np.ndarray, tail: tuple[str, ...], **attrs) -> None:
     """A store in the contract layout: feats (arch, seed, trial, *tail); seed 1 is NaN and not complete."""
     n = feats.shape[2]
     ds = xr.Dataset(
@@ -156,7 +156,7 @@ def _store(path, trial_coords: dict, space: str, feats: np.ndarray, tail: tuple[
          "provenance": (("arch", "seed"), np.array([['{"sha": "a"}', ""], ['{"sha": "b"}', ""]], dtype=object))},
         coords={"arch": np.array(ARCHS, dtype=object), "seed": SEEDS,
                 **{k: ("trial", v) for k, v in trial_coords.items()}},
-        attrs={"recipe": path.name, "spaces": {space: list(tail)}})
+        attrs={"recipe": path.name, "spaces": {space: list(tail)}, **attrs})
     ds.to_zarr(path, mode="w", zarr_format=3, consolidated=True)
 
 
@@ -182,7 +182,8 @@ def _write_task_stores(root, rng) -> None:
     feats = np.full((2, 2, len(label), 32), np.nan)
     feats[0, 0] = 6.0 * (label * c)[:, None] * direction + rng.normal(size=(len(label), 32))
     feats[1, 0] = rng.normal(size=(len(label), 32))
-    _store(root / "contrast_task.zarr", {"label": label, "split": split, "contrast": c}, "gru", feats, ("hidden",))
+    _store(root / "contrast_task.zarr", {"label": label, "split": split, "contrast": c}, "gru", feats, ("hidden",),
+           test_contrasts=grid.tolist())
     # rdk: 4 chunks; only the LAST chunk's state carries the direction, scaled by coherence
     coh_grid = np.array([0, 0.2, 0.6, 1.0])
     coh = np.concatenate([rng.choice([0.8, 1.0], 400), rng.choice([0.8, 1.0], 100), np.repeat(coh_grid, 100)])
@@ -192,7 +193,7 @@ def _write_task_stores(root, rng) -> None:
     feats[:, 0] = 50.0 * rng.normal(size=(2, len(label), 4, 32))  # large raw scale: standardization matters
     feats[0, 0, :, -1] += 200.0 * ((2 * label - 1) * coh)[:, None] * direction
     _store(root / "rdk_task.zarr", {"label": label, "split": split, "coherence": coh}, "gru", feats,
-           ("chunk", "hidden"))
+           ("chunk", "hidden"), test_coherences=coh_grid.tolist())
 
 
 def test_probe_job_known_answers_and_staleness(tmp_path):
@@ -231,3 +232,42 @@ def test_probe_job_without_stores_skips(tmp_path):
     lines = job.run(_catalog(), str(tmp_path))
     assert len(lines) == 1 and "skipped" in lines[0]
     assert open_analysis(str(tmp_path), "probes") is None
+
+
+def test_level_grids_come_from_the_recipe_and_an_empty_level_is_an_error(tmp_path):
+    """The contrast grid is the recipe's test_contrasts (store attrs), not np.unique over the trials."""
+    from actstore.errors import UserError
+
+    catalog = _catalog()
+    _write_task_stores(tmp_path, np.random.default_rng(4))
+    path = tmp_path / "contrast_task.zarr"
+    ds = xr.open_zarr(path).load()
+    ds.attrs["test_contrasts"] = [0, 0.01, 0.04, 0.16, 0.32, 0.64, 1.0]   # 0.32: listed, no trials there
+    ds.to_zarr(path, mode="w", zarr_format=3, consolidated=True)
+    with pytest.raises(UserError, match=r"contrast_task.zarr: no test trials at contrast \[0.32\], which the recipe"):
+        job.run(catalog, str(tmp_path))
+
+
+def test_each_seed_is_probed_on_its_own_stimulus_draw(tmp_path):
+    """A per-seed store: seed 1's labels are a different draw; its twin encodes its own labels. Probing it with
+    seed 0's labels would give chance; with its own it is near perfect."""
+    rng = np.random.default_rng(5)
+    splits = {"train": 256, "val": 128, "test_id": 256, "test_ood": 256}
+    split = np.concatenate([[s] * n for s, n in splits.items()]).astype(object)
+    labels = np.stack([rng.permutation(np.arange(len(split)) % 8) for _ in SEEDS])   # (seed, trial)
+    proto = rng.normal(size=(8, 16))
+    feats = np.stack([np.stack([proto[labels[s]] + 0.5 * rng.normal(size=(len(split), 16)) for s in range(2)])
+                      for _ in ARCHS])                                              # (arch, seed, trial, unit)
+    n = len(split)
+    ds = xr.Dataset(
+        {"encoder": (("arch", "seed", "trial", "unit"), feats.astype(np.float32)),
+         "stimulus": (("seed", "trial", "y", "x"), np.zeros((2, n, 4, 4), np.float32)),
+         "complete": (("arch", "seed"), np.ones((2, 2), bool)),
+         "provenance": (("arch", "seed"), np.full((2, 2), '{"sha": "a"}', dtype=object))},
+        coords={"arch": np.array(ARCHS, dtype=object), "seed": SEEDS, "split": ("trial", split),
+                "label": (("seed", "trial"), labels)},
+        attrs={"spaces": {"encoder": ["unit"]}, "stimulus_draws": "per_seed", "draw_seeds": [11, 12]})
+    ds.to_zarr(tmp_path / "orientation_task.zarr", mode="w", zarr_format=3, consolidated=True)
+    job.run(_catalog(), str(tmp_path))
+    out = open_analysis(str(tmp_path), "probes").load()
+    assert (out["orientation_id"].values > 0.9).all(), out["orientation_id"].values

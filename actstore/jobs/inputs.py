@@ -56,6 +56,28 @@ def stack_models(var: xr.DataArray, models: list[tuple[str, int]]) -> xr.DataArr
     return pick.drop_vars(["arch", "seed"]).transpose("model", ...)
 
 
+def seed_view(ds: xr.Dataset, seed: int) -> xr.Dataset:
+    """The store as the models of one seed saw it: stimulus variables (those without an arch dim) at that seed's
+    own draw, model variables with a seed dim of length 1."""
+    view = ds.sel(seed=[seed])
+    drawn = [k for k, v in view.variables.items() if "seed" in v.dims and "arch" not in v.dims and k != "seed"]
+    own = {k: view[k].isel(seed=0, drop=True).variable for k in drawn}
+    out = view.drop_vars(drawn)
+    return out.assign_coords({k: v for k, v in own.items() if k in ds.coords}).assign(
+        {k: v for k, v in own.items() if k not in ds.coords})
+
+
+def per_draw(ds: xr.Dataset, models: list[tuple[str, int]],
+             run_seed: int) -> list[tuple[xr.Dataset, list[tuple[str, int]], int]]:
+    """(view, its models, its draw seed) for each stimulus draw of a store: one per model seed when the store's
+    stimuli are drawn per seed (seed_view), else the whole store with every model and the run seed."""
+    if ds.attrs.get("stimulus_draws") != "per_seed":
+        return [(ds, models, run_seed)]
+    seeds = [int(s) for s in ds["seed"].values]
+    return [(seed_view(ds, s), mine, int(ds.attrs["draw_seeds"][k])) for k, s in enumerate(seeds)
+            if (mine := [m for m in models if m[1] == s])]
+
+
 def model_grid(values: np.ndarray, models: list[tuple[str, int]], archs: list[str], seeds: list[int]) -> np.ndarray:
     """Per-model values (M, ...) placed on the dense (arch, seed, ...) grid; models not given are NaN."""
     out = np.full((len(archs), len(seeds), *np.shape(values)[1:]), np.nan)

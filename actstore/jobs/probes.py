@@ -2,7 +2,9 @@
 
 Features: orientation = the encoder output of the single frame; contrast = the GRU final state;
 RDK = the last chunk's GRU final state. Standardization (train-split statistics) per task is set by
-catalog analysis.probes.standardize (paper: RDK only). Each task is one batched solve over models x L2.
+catalog analysis.probes.standardize (paper: RDK only). Each task is one batched solve over models x L2 per
+stimulus draw: where the store's stimuli are drawn per model seed, each seed's models are probed on their own
+draw (the study's A.3). Test level grids come from the recipe (store attrs), never from the data.
 
 Every accuracy-type result `<name>` comes with `<name>_se`, its binomial standard error over the test
 trials, and `<name>_n`, the test trials it rests on (balanced accuracy: `contrast_bacc_n_target` and
@@ -15,11 +17,12 @@ import xarray as xr
 
 from actstore.analysis import probes as pr
 from actstore.catalog import Catalog
-from actstore.jobs.inputs import (as_json, complete_models, model_grid, open_input_store, stack_models,
+from actstore.errors import UserError
+from actstore.jobs.inputs import (as_json, complete_models, model_grid, open_input_store, per_draw, stack_models,
                                   store_fingerprint, text_as_objects, up_to_date)
 from actstore.store.analysis import write_analysis
 
-VERSION = "probes/2"
+VERSION = "probes/3"
 TASKS = {"orientation": "orientation_task", "contrast": "contrast_task", "rdk": "rdk_task"}
 
 
@@ -98,19 +101,40 @@ def _binary(ds: xr.Dataset, models: list[tuple[str, int]], cfg: dict, task: str)
     return probes.predict(test)[:, 0], chosen
 
 
-def _test_levels(ds: xr.Dataset, models: list[tuple[str, int]], cfg: dict, task: str,
-                 level_name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+LEVELS = {"contrast": ("contrast", "test_contrasts"), "rdk": ("coherence", "test_coherences")}
+
+
+def level_grid(ds: xr.Dataset, task: str, label: np.ndarray, level: np.ndarray) -> np.ndarray:
+    """The recipe's test levels (store attrs), checked against the test trials: a level without trials (targets,
+    for contrast) or a trial at a level outside the grid is an error naming the store and the level."""
+    name, attr = LEVELS[task]
+    grid = np.asarray(ds.attrs[attr], dtype=np.float64)
+    scored = level[label == 1] if task == "contrast" else level  # contrast: blanks are no level's trials
+    counts = pr.level_counts(scored, grid)
+    where = f"{TASKS[task]}.zarr"
+    if (counts == 0).any():
+        raise UserError(f"{where}: no test trials at {name} {grid[counts == 0].tolist()}, which the recipe's "
+                        f"{attr} lists; rerun `actstore extract --recipe {TASKS[task]} --rebuild`")
+    stray = ~np.isclose(scored[:, None], grid[None]).any(1)
+    if stray.any():
+        raise UserError(f"{where}: {int(stray.sum())} test trial(s) at {name} {sorted(set(scored[stray].tolist()))}, "
+                        f"outside the recipe's {attr} {grid.tolist()}")
+    return grid
+
+
+def _test_levels(ds: xr.Dataset, models: list[tuple[str, int]], cfg: dict,
+                 task: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """A binary task's test predictions, chosen L2, test labels, each test trial's level and the level grid."""
     pred, chosen = _binary(ds, models, cfg, task)
     test = _split(ds) == "test"
-    label, level = np.asarray(ds["label"].values).astype(int)[test], ds[level_name].values[test]
-    return pred, chosen, label, level, np.unique(level)
+    label, level = np.asarray(ds["label"].values).astype(int)[test], ds[LEVELS[task][0]].values[test]
+    return pred, chosen, label, level, level_grid(ds, task, label, level)
 
 
 def contrast(ds: xr.Dataset, models: list[tuple[str, int]], cfg: dict) -> dict[str, np.ndarray]:
     """Balanced accuracy per test contrast and its area over the grid index, normalized to [0, 1]; the AUC's
     SE counts the blanks once, as every level shares them (balanced_auc_se)."""
-    pred, chosen, label, level, grid = _test_levels(ds, models, cfg, "contrast", "contrast")
+    pred, chosen, label, level, grid = _test_levels(ds, models, cfg, "contrast")
     bacc = pr.balanced_accuracy_by_level(pred, label, level, grid)
     hit, rejection, n_target, n_blank = pr.detection_rates(pred, label, level, grid)
     auc_se = pr.balanced_auc_se(hit, n_target, rejection, n_blank, np.arange(len(grid)))
@@ -124,7 +148,7 @@ def contrast(ds: xr.Dataset, models: list[tuple[str, int]], cfg: dict) -> dict[s
 def rdk(ds: xr.Dataset, models: list[tuple[str, int]], cfg: dict) -> dict[str, np.ndarray]:
     """Accuracy per test coherence and its area over coherence, normalized by the coherence range; the
     levels are disjoint trials, so the AUC's SE propagates theirs through the trapezoid weights."""
-    pred, chosen, label, level, grid = _test_levels(ds, models, cfg, "rdk", "coherence")
+    pred, chosen, label, level, grid = _test_levels(ds, models, cfg, "rdk")
     acc = pr.accuracy_by_level(pred, label, level, grid)
     n = pr.level_counts(level, grid)
     se = pr.binomial_se(acc, n)
@@ -133,6 +157,21 @@ def rdk(ds: xr.Dataset, models: list[tuple[str, int]], cfg: dict) -> dict[str, n
 
 
 LEVEL_DIMS = ("train_size", "contrast", "coherence")
+
+
+def merged(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """One task's results of several stimulus draws as one: per-model arrays concatenated along models (in the
+    parts' order), level grids and chance shared (they come from the recipe, so every draw has the same)."""
+    out = {}
+    for name in parts[0]:
+        values = [p[name] for p in parts]
+        if name in LEVEL_DIMS or name == "chance":
+            if any(not np.array_equal(v, values[0]) for v in values[1:]):
+                raise ValueError(f"probes: {name} differs between stimulus draws: {values}")
+            out[name] = values[0]
+        else:
+            out[name] = np.concatenate([np.atleast_1d(v) for v in values])
+    return out
 
 
 def _dataset(results: dict[str, dict], models: dict[str, list], archs: list[str], seeds: list[int]) -> xr.Dataset:
@@ -175,9 +214,11 @@ def run(catalog: Catalog, root: str) -> list[str]:
         if not models:
             lines.append(f"probes: {task}: no complete models in {TASKS[task]}.zarr; skipped")
             continue
-        done[task] = models
-        results[task] = (orientation(ds, models, cfg, catalog["run_seed"]) if task == "orientation"
-                         else contrast(ds, models, cfg) if task == "contrast" else rdk(ds, models, cfg))
+        draws = per_draw(ds, models, catalog["run_seed"])  # each seed's models on its own stimulus draw
+        done[task] = [m for _, group, _ in draws for m in group]
+        results[task] = merged([orientation(view, group, cfg, seed) if task == "orientation"
+                                else contrast(view, group, cfg) if task == "contrast" else rdk(view, group, cfg)
+                                for view, group, seed in draws])
         key = {"orientation": "orientation_ood", "contrast": "contrast_auc", "rdk": "rdk_auc"}[task]
         note = ""
         if task == "orientation":

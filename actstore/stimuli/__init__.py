@@ -20,7 +20,7 @@ from actstore.stimuli.recipes import KINDS, validate_recipe
 from actstore.stimuli.reference import reference_clips
 
 __all__ = [
-    "KINDS", "generate", "validate_recipe", "needs_reference",
+    "KINDS", "DRAWN_KINDS", "generate", "generate_per_seed", "draw_seed", "validate_recipe", "needs_reference",
     "tuning_grid", "orientation_task", "contrast_task", "rdk_task", "reference_clips",
     "gratings", "carriers", "gaussian_envelope", "pixel_coordinates", "dot_trajectories", "rendered_dots",
 ]
@@ -31,6 +31,9 @@ _GENERATORS: dict[str, Callable[[dict, int], xr.Dataset]] = {
     "contrast_task": contrast_task,
     "rdk_task": rdk_task,
 }
+
+
+DRAWN_KINDS = ("orientation_task", "contrast_task", "rdk_task")  # kinds whose trials are random draws from the seed
 
 
 def needs_reference(recipe: dict) -> bool:
@@ -50,3 +53,24 @@ def generate(recipe: dict, seed: int, reference_frames: np.ndarray | None = None
             raise UserError(f"{where}: kind reference_clips needs the reference session's frames")
         return reference_clips(recipe, int(seed), reference_frames)
     return _GENERATORS[recipe["kind"]](recipe, int(seed))
+
+
+def draw_seed(run_seed: int, model_seed: int) -> int:
+    """The stimulus seed of one model seed: the same for every arch, distinct across (run seed, model seed)."""
+    return int(np.random.SeedSequence([int(run_seed), int(model_seed)]).generate_state(1)[0])
+
+
+def generate_per_seed(recipe: dict, run_seed: int, model_seeds: list[int]) -> xr.Dataset:
+    """One draw of a drawn-kind recipe per model seed (seeded by `draw_seed`), stacked along a leading `seed`
+    dim: `stimulus` (seed, trial, ...) and every coord that differs between the draws (labels, nuisances) gain
+    it; coords shared by all draws (split, trial) keep their own dims, so plain xarray opens the store."""
+    if recipe["kind"] not in DRAWN_KINDS:
+        raise UserError(f"recipe {recipe.get('name', '?')!r}: kind {recipe['kind']} has no random draws; "
+                        f"per-seed stimuli exist for {', '.join(DRAWN_KINDS)}")
+    seeds = [int(s) for s in model_seeds]
+    sets = [generate(recipe, draw_seed(run_seed, s)) for s in seeds]
+    ds = xr.concat(sets, dim="seed", data_vars="all", coords="different", compat="equals",
+                   combine_attrs="drop_conflicts")
+    ds = ds.assign_coords(seed=("seed", np.array(seeds, dtype=np.int64)))
+    ds.attrs.update(draw_seeds=[draw_seed(run_seed, s) for s in seeds])
+    return ds

@@ -47,8 +47,8 @@ def sha256_of(values: np.ndarray) -> str:
 
 
 def stimulus_dims(stimuli: xr.Dataset) -> tuple[str, ...]:
-    """The recipe's own dims of the `stimulus` variable (everything but frame, y, x)."""
-    return tuple(d for d in stimuli["stimulus"].dims if d not in FRAME_DIMS)
+    """The recipe's own dims of the `stimulus` variable (everything but seed, frame, y, x)."""
+    return tuple(d for d in stimuli["stimulus"].dims if d not in ("seed", *FRAME_DIMS))
 
 
 def _strings_as_objects(var: xr.Variable) -> xr.Variable:
@@ -65,6 +65,9 @@ def _template(stimuli: xr.Dataset, models: list[tuple[str, int]], spaces: dict[s
 
     archs = list(dict.fromkeys(a for a, _ in models))
     seeds = sorted({s for _, s in models})
+    per_seed = "seed" in stimuli["stimulus"].dims
+    if per_seed and [int(s) for s in stimuli["seed"].values] != seeds:
+        raise ValueError(f"stimuli drawn for seeds {stimuli['seed'].values.tolist()}, the store holds {seeds}")
     sdims = stimulus_dims(stimuli)
     sshape = tuple(stimuli.sizes[d] for d in sdims)
     coords = {name: _strings_as_objects(c.variable) for name, c in stimuli.coords.items()}
@@ -81,8 +84,9 @@ def _template(stimuli: xr.Dataset, models: list[tuple[str, int]], spaces: dict[s
                            da.full(shape, np.nan, dtype=np.float32, chunks=chunks))
         encoding[name] = {"chunks": chunks}
     stim = stimuli["stimulus"].astype(np.float32)
-    frame_shape = stim.shape[len(sdims):]
-    encoding["stimulus"] = {"chunks": (*stimulus_chunks(sshape, 4 * prod(frame_shape), target_bytes), *frame_shape)}
+    frame_shape = stim.shape[per_seed + len(sdims):]
+    encoding["stimulus"] = {"chunks": ((1,) * per_seed + stimulus_chunks(sshape, 4 * prod(frame_shape), target_bytes)
+                                       + frame_shape)}
     data_vars["stimulus"] = stim.variable
     shape2 = (len(archs), len(seeds))
     data_vars["provenance"] = (MODEL_DIMS, np.full(shape2, "", dtype=object))
@@ -110,7 +114,8 @@ class ActivationStore:
         self.seeds = [int(s) for s in self.group["seed"][:]]
         self.spaces: dict[str, list[str]] = self.attrs["spaces"]
         self.stim_dims: list[str] = self.attrs["stimulus_dims"]
-        self.stim_shape = tuple(self.group["stimulus"].shape[:len(self.stim_dims)])
+        self.per_seed = self.attrs.get("stimulus_draws") == "per_seed"
+        self.stim_shape = tuple(self.group["stimulus"].shape[self.per_seed:self.per_seed + len(self.stim_dims)])
 
     # --------------------------------------------------------------------- create / open
     @classmethod
@@ -124,6 +129,7 @@ class ActivationStore:
         template, encoding = _template(stimuli, models, spaces, target_bytes)
         template.attrs = {
             **stimuli.attrs, **attrs, "format": STORE_FORMAT,
+            "stimulus_draws": "per_seed" if "seed" in stimuli["stimulus"].dims else "global",
             "stimulus_dims": list(stimulus_dims(stimuli)),
             "spaces": {name: [d for d, _ in tail] for name, tail in spaces.items()},
             "stimulus_sha256": sha256_of(template["stimulus"].values),
@@ -147,13 +153,15 @@ class ActivationStore:
                             "rerun with --rebuild to remake it for the catalog's zoo")
         return self.archs.index(arch), self.seeds.index(seed)
 
-    def frames(self) -> np.ndarray:
-        """The shown frames as (stimuli, frames, y, x), checked against the checksum taken at creation."""
+    def frames(self) -> dict[int, np.ndarray]:
+        """Per model seed, the frames its models are shown as (stimuli, frames, y, x): its own draw when the
+        stimuli are drawn per seed, else the one shared set; checked against the checksum taken at creation."""
         values = self.group["stimulus"][...]
         if sha256_of(values) != self.attrs["stimulus_sha256"]:
             raise UserError(f"{self.url}/stimulus: frames fail their checksum (corrupted store); "
                             "rerun with --rebuild")
-        return values.reshape(prod(self.stim_shape), -1, *values.shape[-2:])
+        flat = values.reshape(len(self.seeds) if self.per_seed else 1, prod(self.stim_shape), -1, *values.shape[-2:])
+        return {seed: flat[k if self.per_seed else 0] for k, seed in enumerate(self.seeds)}
 
     def runs(self, space: str) -> list[tuple[int, int, tuple[slice, ...]]]:
         """Chunk-aligned flat stimulus ranges of a feature space, in write order."""
