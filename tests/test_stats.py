@@ -32,6 +32,21 @@ def test_tuning_medians_use_qc_passing_units_only():
     assert "f1f0_median" not in med                                  # absent variables are skipped
 
 
+def test_the_stats_c50_median_leaves_out_fits_at_a_bound():
+    """The cross-model c50 is the tuning job's own median: a unit whose c50 sits on the fit box is not counted."""
+    from actstore.analysis.tuning import model_summaries
+
+    def unit(*values):
+        return ("arch", "seed", "unit"), np.array([[values]])
+
+    ds = xr.Dataset({"nr_c50": unit(0.1, 0.2, 1.0, 1.0), "qc_contrast": unit(True, True, True, True),
+                     "nr_at_bound": unit(False, False, True, True), "f1f0": unit(0.5, 0.5, 0.5, 0.5),
+                     "qc_phase": unit(True, True, True, True), "qc_phase_written": unit(True, True, True, True)},
+                    coords={"arch": ["a"], "seed": [0]})
+    med = stats.tuning_medians(ds.merge(model_summaries(ds)))
+    assert float(med["c50_median"].item()) == pytest.approx(0.15)   # not the 1.0 of the two bound fits
+
+
 def test_table_with_missing_inputs_is_nan_not_error():
     neural = xr.Dataset({"neural_r": _grid(np.arange(8).reshape(4, 2))}).isel(arch=slice(0, 3))
     table = stats.model_table(ARCHS, SEEDS, neural=neural, usable_fraction=0.25)
