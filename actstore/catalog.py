@@ -20,6 +20,7 @@ from actstore import ARCHS
 from actstore.errors import UserError
 
 DATA_SOURCES = ("synthetic", "xu2023", "parker2022")
+FRAME_SCALINGS = ("release", "per_segment", "per_session")
 DEVICES = ("auto", "cpu", "cuda")
 
 # ----------------------------------------------------------------------------- schema
@@ -143,6 +144,7 @@ SCHEMA: dict[str, Any] = {
         "train_fraction": _float(0.05, 0.95),
         "validation_fraction": _float(0.0, 0.9),
         "context_frames": _int(1),
+        "frame_scaling": _str(FRAME_SCALINGS),
         "synthetic": {
             "seed": _int(0),
             "minutes": _float(0.1),
@@ -396,6 +398,9 @@ def _check_consistency(cfg: dict, where: str) -> None:
         missing = [s for s in data["sessions"] if s not in data["synthetic"]["neurons"]]
         if missing:
             raise UserError(f"{where}: data.synthetic.neurons: no neuron count for session(s) {', '.join(missing)}")
+        if data["frame_scaling"] == "per_segment":
+            raise UserError(f"{where}: data.frame_scaling: per_segment does not apply to synthetic data (its cells "
+                            f"are calibrated on the movie scaled per session); expected release or per_session")
     for key in ("nr_c50_bounds", "nr_n_bounds"):
         lo, hi = cfg["analysis"]["tuning"][key]
         if lo >= hi:

@@ -23,10 +23,24 @@ def checked_array(value: object, where: str, shape: Sequence[int | str], *,
         raise UserError(f"{where}: shape {a.shape}; expected {want}")
     bad = int((np.isinf(a) if allow_nan else ~np.isfinite(a)).sum()) if a.dtype.kind == "f" else 0
     if bad:
-        raise UserError(f"{where}: {bad} NaN or infinite value(s); expected finite numbers")
-    if nonnegative and a.size and a.min() < 0:
-        raise UserError(f"{where}: negative value {float(a.min()):g}; expected counts >= 0")
+        what, valid = ("infinite", "finite numbers or NaN") if allow_nan else ("NaN or infinite", "finite numbers")
+        raise UserError(f"{where}: {bad} {what} value(s); expected {valid}")
+    if nonnegative and (a < 0).any():
+        raise UserError(f"{where}: negative value {float(a[a < 0].min()):g}; expected counts >= 0")
     return a
+
+
+def interpolated(trace: np.ndarray, where: str) -> np.ndarray:
+    """A behaviour trace (float64) with each NaN linearly interpolated over bins, edge NaNs holding the
+    nearest finite value (session.BEHAVIOUR_NAN); UserError naming `where` when no value is finite."""
+    x = np.array(trace, dtype=np.float64)
+    nan = np.isnan(x)
+    if nan.all() and x.size:
+        raise UserError(f"{where}: all {x.size} values are NaN; expected at least one finite value to interpolate from")
+    if nan.any():
+        at = np.arange(len(x))
+        x[nan] = np.interp(at[nan], at[~nan], x[~nan])
+    return x
 
 
 def same_length(arrays: dict[str, np.ndarray], where: dict[str, str]) -> int:

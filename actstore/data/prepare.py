@@ -17,6 +17,8 @@ from actstore.errors import UserError
 from actstore.store.root import filesystem, join
 
 MANIFEST_FORMAT = 1
+READER_VERSION = 2  # what the real-data readers return for the same files (NaN policy, dropped bins); bump on change
+RELEASE_SCALING = {"xu2023": "per_segment", "parker2022": "per_session", "synthetic": "per_session"}
 
 
 def data_path(catalog: Catalog, root: str) -> str:
@@ -32,17 +34,26 @@ def manifest_path(catalog: Catalog, root: str) -> str:
     return join(root, "data", f"{catalog['data']['source']}.manifest.json")
 
 
+def frame_scaling(data: dict) -> str:
+    """data.frame_scaling resolved: `release` is the source's own convention (RELEASE_SCALING)."""
+    asked = data["frame_scaling"]
+    return RELEASE_SCALING[data["source"]] if asked == "release" else asked
+
+
 def data_config(catalog: Catalog, root: str) -> dict:
-    """Everything that decides the prepared sessions' content (and so the fingerprint)."""
+    """Everything that decides the prepared sessions' content (and so the fingerprint).
+
+    Real data adds the resolved frame scaling and the readers' version. Synthetic data is always scaled
+    per session (the catalog refuses per_segment there; SIM_VERSION covers it), so the key stays out of its hash."""
     data = catalog.to_dict()["data"]
-    cfg = {k: v for k, v in data.items() if k not in ("path", "reference_session", "synthetic")}
+    cfg = {k: v for k, v in data.items() if k not in ("path", "reference_session", "synthetic", "frame_scaling")}
     if data["source"] == "synthetic":
         from actstore.data.synthetic import SIM_VERSION
 
         cfg.update(synthetic=data["synthetic"], simulator=SIM_VERSION,
                    chunk_samples=catalog["evaluation"]["chunk_samples"])
     else:
-        cfg["path"] = data_path(catalog, root)
+        cfg.update(path=data_path(catalog, root), frame_scaling=frame_scaling(data), reader=READER_VERSION)
     return cfg
 
 
@@ -152,6 +163,11 @@ def _describe(verb: str, s: Session) -> str:
     line = f"data: {verb} {s.name}: {s.n_neurons} neurons, {len(s.counts)} bins ({minutes:.1f} min), mean rate {rate:.1f} Hz"
     if s.noise_ceiling is not None:
         line += f", mean noise ceiling {float(s.noise_ceiling.mean()):.2f}"
+    line += f", frames scaled {s.frame_scaling.replace('_', ' ')}"
+    if sum(s.behaviour_filled.values()):
+        line += f", {sum(s.behaviour_filled.values())} behaviour NaN(s) filled ({s.behaviour_nan})"
+    if s.dropped_bins:
+        line += f", {s.dropped_bins} inactive or NaN bins dropped"
     return line
 
 
@@ -170,17 +186,18 @@ def load_sessions(catalog: Catalog, root: str) -> dict[str, Session]:
     """
     data = catalog["data"]
     base = data_path(catalog, root)
+    scaling = frame_scaling(data)
     if data["source"] == "synthetic":
         data_fingerprint(catalog, root)
         syn = data["synthetic"]
-        return {name: xu2023.read_session(base, name, data["segments"], data["validation_fraction"],
+        return {name: xu2023.read_session(base, name, data["segments"], data["validation_fraction"], scaling,
                                           tuple(syn["frame_shape"]), syn["bin_ms"] / 1000.0)
                 for name in data["sessions"]}
     if data["source"] == "xu2023":
-        return {name: xu2023.read_session(base, name, data["segments"], data["validation_fraction"])
+        return {name: xu2023.read_session(base, name, data["segments"], data["validation_fraction"], scaling)
                 for name in data["sessions"]}
     from actstore.data import parker2022
 
     return {name: parker2022.read_session(base, name, data["segments"], data["train_fraction"],
-                                          data["validation_fraction"])
+                                          data["validation_fraction"], scaling)
             for name in data["sessions"]}

@@ -6,20 +6,25 @@ crosses a block boundary, so no frame of a test sample ever feeds a training sam
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Sequence
 
 import numpy as np
 
 PARTS = ("optimize", "validate", "test")
 OPTIMIZE, VALIDATE, TEST = range(3)
+BEHAVIOUR_NAN = "interpolate"  # NaN in a behaviour trace: linear over bins, edge NaNs hold the nearest finite value
 
 
 @dataclass
 class Session:
     """Frames (T, H, W) float32 in [0, 1], spike counts (T, N), and per-bin split labels.
 
-    `block` numbers the contiguous stretches (segment x part) and `part` holds 0, 1, 2 for
-    optimize, validate, test. `truth` holds ground truth where known (the synthetic mouse:
-    true rates (T, N) and per-neuron parameters); `noise_ceiling` the per-neuron ceiling.
+    `block` numbers the contiguous stretches (segment x part, cut again wherever bins were
+    dropped) and `part` holds 0, 1, 2 for optimize, validate, test. `truth` holds ground truth
+    where known (the synthetic mouse: true rates (T, N) and per-neuron parameters);
+    `noise_ceiling` the per-neuron ceiling. How the reader got there: `frame_scaling`
+    (per_segment | per_session), `behaviour_nan` (the NaN policy) with `behaviour_filled`
+    (trace -> NaN samples filled), and `dropped_bins` (bins of the file left out).
     """
 
     name: str
@@ -32,6 +37,10 @@ class Session:
     behaviour: dict[str, np.ndarray] = field(default_factory=dict)
     truth: dict[str, np.ndarray] = field(default_factory=dict)
     noise_ceiling: np.ndarray | None = None
+    frame_scaling: str = "per_session"
+    behaviour_nan: str = BEHAVIOUR_NAN
+    behaviour_filled: dict[str, int] = field(default_factory=dict)
+    dropped_bins: int = 0
 
     @property
     def n_neurons(self) -> int:
@@ -49,15 +58,26 @@ class Session:
         return i[same & (self.part[i] == code)]
 
 
-def scale_frames(movie: np.ndarray) -> np.ndarray:
-    """A movie as float32 in [0, 1] by (x - min) / max(x - min) over the whole session (design 6.1)."""
+def scale_frames(movie: np.ndarray, lengths: Sequence[int] | None = None) -> np.ndarray:
+    """A movie as float32 in [0, 1] by (x - min) / max(x - min) over the whole session (design 6.1),
+    or over each consecutive piece of `lengths` bins on its own (the xu2023 release scales each file)."""
     x = np.array(movie, dtype=np.float32)
-    lo = x.min()
-    x -= lo
-    hi = x.max()
-    if hi > 0:
-        x /= hi
+    edges = np.cumsum([0, *(lengths if lengths is not None else [len(x)])])
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        piece = x[lo:hi]
+        if piece.size:
+            piece -= piece.min()
+            top = piece.max()
+            if top > 0:
+                piece /= top
     return x
+
+
+def split_at_gaps(block: np.ndarray, kept: np.ndarray) -> np.ndarray:
+    """Block ids renumbered 0, 1, ... with a new block wherever `kept` (the file's bin indices, increasing)
+    skips bins, so no sample spans dropped bins."""
+    start = np.r_[True, (block[1:] != block[:-1]) | (np.diff(kept) > 1)]
+    return (np.cumsum(start) - 1).astype(np.int32)
 
 
 def split_labels(train_lengths: list[int], test_lengths: list[int],

@@ -1,15 +1,15 @@
 """The xu2023 layout: one folder per session of `{train|test}_{key}_seg_{i}.npy` files.
 
 Keys: `nsp` spike counts (T, N), `vid_mean` frames (T, 60, 80), and the behaviour traces
-(T,) `speed`, `pitch`, `roll`, `phi`, `th`, `eyerad`; 48 ms bins. Segments lie in time as
-train_0, test_0, train_1, test_1, ... The synthetic mouse adds `rate` (true expected counts
+(T,) `speed`, `pitch`, `roll`, `phi`, `th`, `eyerad` (NaN allowed: interpolated, session.BEHAVIOUR_NAN);
+48 ms bins. Segments lie in time as train_0, test_0, train_1, test_1, ... The synthetic mouse adds `rate` (true expected counts
 per bin, (T, N)) segments and whole-session `truth_neurons.npy` and `noise_ceiling.npy`.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from actstore.data.checks import checked_array, same_length
+from actstore.data.checks import checked_array, interpolated, same_length
 from actstore.data.session import Session, scale_frames, split_labels
 from actstore.errors import UserError
 from actstore.store.root import filesystem, join
@@ -61,9 +61,10 @@ def session_folder(base: str, name: str) -> str:
     return folder
 
 
-def read_session(base: str, name: str, segments: int, validation_fraction: float,
+def read_session(base: str, name: str, segments: int, validation_fraction: float, frame_scaling: str,
                  frame_shape: tuple[int, int] = FRAME_SHAPE, bin_s: float = BIN_S) -> Session:
-    """The session `<base>/<name>/` with frames scaled to [0, 1], split labels set, and any truth files."""
+    """The session `<base>/<name>/` with frames scaled to [0, 1] (`frame_scaling`: per_segment scales each
+    file on its own, per_session the whole movie), behaviour NaNs interpolated, split labels set, and any truth files."""
     folder = session_folder(base, name)
     hint = (f"a xu2023 session holds {{train|test}}_{{{'|'.join(KEYS)}}}_seg_{{i}}.npy "
             f"for i in 0..{segments - 1}")
@@ -72,6 +73,7 @@ def read_session(base: str, name: str, segments: int, validation_fraction: float
     keys = (*KEYS, TRUTH_RATE) if has_truth else KEYS
     parts: dict[str, list[np.ndarray]] = {k: [] for k in keys}
     lengths: dict[str, list[int]] = {s: [] for s in SPLITS}
+    files: list[int] = []  # bins per file, in time order
     n_neurons: int | None = None
     for i in range(segments):
         for split in SPLITS:
@@ -87,8 +89,9 @@ def read_session(base: str, name: str, segments: int, validation_fraction: float
                     arrays[key] = checked_array(raw, where[key], ("T", n), nonnegative=True)
                     n_neurons = arrays[key].shape[1]
                 else:
-                    arrays[key] = checked_array(raw, where[key], ("T",))
+                    arrays[key] = checked_array(raw, where[key], ("T",), allow_nan=True)
             lengths[split].append(same_length(arrays, where))
+            files.append(lengths[split][-1])
             for key, a in arrays.items():
                 parts[key].append(a)
     frames = np.concatenate(parts.pop("vid_mean"))
@@ -104,17 +107,21 @@ def read_session(base: str, name: str, segments: int, validation_fraction: float
         truth["params"] = load_npy(join(folder, TRUTH_NEURONS))
         ceiling = checked_array(load_npy(join(folder, NOISE_CEILING)), join(folder, NOISE_CEILING),
                                 (counts.shape[1],), allow_nan=True)
+    traces = {k: np.concatenate(parts[k]) for k in BEHAVIOUR}
     return Session(
         name=name,
-        frames=scale_frames(frames),
+        frames=scale_frames(frames, files if frame_scaling == "per_segment" else None),
         counts=counts,
         bin_s=bin_s,
         neuron_ids=np.arange(counts.shape[1]),
         block=block,
         part=part,
-        behaviour={k: np.concatenate(parts[k]).astype(np.float32) for k in BEHAVIOUR},
+        behaviour={k: interpolated(t, f"{join(folder, segment_file('*', k, '*'))}: {k}").astype(np.float32)
+                   for k, t in traces.items()},
         truth=truth,
         noise_ceiling=ceiling,
+        frame_scaling=frame_scaling,
+        behaviour_filled={k: int(np.isnan(t).sum()) for k, t in traces.items()},
     )
 
 
