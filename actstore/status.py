@@ -7,7 +7,7 @@ from typing import Iterator
 import fsspec
 
 from actstore.catalog import Catalog
-from actstore.store.root import join
+from actstore.store.root import filesystem, join
 
 
 def _size(fs: fsspec.AbstractFileSystem, path: str) -> int:
@@ -78,12 +78,18 @@ def human_bytes(n: float) -> str:
 
 
 def status_lines(catalog: Catalog, root: str) -> Iterator[str]:
-    """One line per artifact the catalog expects: present or missing, and its size."""
+    """One line per artifact the catalog expects: present, stale (the data, with what is wrong) or missing, and
+    its size."""
     fs, base = fsspec.core.url_to_fs(root)
     base = base.rstrip("/")
     yield f"catalog {catalog.path} (profile {catalog.profile}); root {root}"
-    data = f"{base}/{catalog['data']['path']}"
-    yield f"  data      {catalog['data']['source']:<10} {'present' if fs.exists(data) else 'missing':<8} {human_bytes(_size(fs, data))}"
+    from actstore.data.prepare import data_path, data_problem
+
+    dfs, data = filesystem(data_path(catalog, root))
+    problem = data_problem(catalog, root) if dfs.exists(data) else None
+    state = "missing" if not dfs.exists(data) else "stale" if problem else "present"
+    yield (f"  data      {catalog['data']['source']:<18} {state:<8} {human_bytes(_size(dfs, data))}"
+           + (f"  {problem}" if problem else ""))
     scores = _neural_scores(root, float(catalog["analysis"]["usable_ceiling_fraction"]))
     for arch, seed in catalog.models:
         folder = f"{base}/models/{arch}-s{seed}"

@@ -2,6 +2,7 @@
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 HEAVY = ("torch", "xarray", "dask", "zarr", "scipy", "pandas")
@@ -59,3 +60,27 @@ def test_a_root_that_cannot_be_a_folder_is_one_line_exit_2(root):
     assert proc.returncode == 2 and proc.stdout == "", proc.stdout
     assert proc.stderr.strip().splitlines() == [proc.stderr.strip()] and f"--root {root}: " in proc.stderr
     assert ("is a file" if root == "/etc/passwd" else "lies inside the file /etc/passwd") in proc.stderr
+
+
+def test_status_checks_the_data_as_data_does(tmp_path):
+    """A deleted segment file or a changed one makes the data stale in status, with what is wrong; `data`
+    agrees and re-prepares."""
+    from actstore.catalog import load_catalog
+    from actstore.data import prepare_data
+    from actstore.status import status_lines
+
+    catalog, root = load_catalog(profile="smoke"), str(tmp_path)
+    prepare_data(catalog, root)
+
+    def data_line() -> str:
+        return next(line for line in status_lines(catalog, root) if line.startswith("  data"))
+
+    assert " present " in data_line()
+    session = tmp_path / "data" / "smoke" / "070921_J553RT"
+    gone = sorted(session.glob("test_nsp_seg_*.npy"))[0]
+    gone.unlink()
+    assert " stale " in data_line() and f"1 file(s) missing since prepared (070921_J553RT/{gone.name})" in data_line()
+    assert prepare_data(catalog, root) != ["data: synthetic, 3 sessions up to date"]
+    assert " present " in data_line()
+    np.save(gone, np.load(gone) + 1)
+    assert f"1 file(s) changed since prepared (070921_J553RT/{gone.name})" in data_line()

@@ -13,6 +13,7 @@ _LAZY = {
     "load_sessions": "actstore.data.prepare",
     "prepare_data": "actstore.data.prepare",
     "data_fingerprint": "actstore.data.prepare",
+    "data_problem": "actstore.data.prepare",
     "Oracle": "actstore.data.oracle",
 }
 

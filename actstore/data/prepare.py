@@ -103,12 +103,26 @@ def _current_manifest(catalog: Catalog, root: str) -> dict | None:
     return manifest
 
 
-def _files_unchanged(manifest: dict, catalog: Catalog, root: str) -> bool:
+def data_problem(catalog: Catalog, root: str) -> str | None:
+    """Why the prepared data is not up to date for this catalog, in one line (None when it is): the one check
+    `actstore data` and `actstore status` make (manifest, data settings, missing or new files, changed hashes)."""
+    manifest = _read_manifest(catalog, root)
+    if manifest is None:
+        return "not prepared; run `actstore data`"
+    if manifest.get("config_hash") != canonical_hash(data_config(catalog, root)):
+        return "prepared for other data settings; run `actstore data`"
     try:
         files = _data_files(catalog, root)
-    except UserError:
-        return False
-    return sorted(manifest["files"]) == files and _file_hashes(catalog, root, files) == manifest["files"]
+    except (UserError, FileNotFoundError, NotADirectoryError) as e:
+        return f"unreadable ({e}); run `actstore data`"
+    for what, names in (("missing", sorted(set(manifest["files"]) - set(files))),
+                        ("new", sorted(set(files) - set(manifest["files"])))):
+        if names:
+            return f"{len(names)} file(s) {what} since prepared ({', '.join(names[:3])}); run `actstore data`"
+    changed = [f for f, h in _file_hashes(catalog, root, files).items() if manifest["files"][f] != h]
+    if changed:
+        return f"{len(changed)} file(s) changed since prepared ({', '.join(changed[:3])}); run `actstore data`"
+    return None
 
 
 def _write_manifest(catalog: Catalog, root: str) -> dict:
@@ -132,8 +146,7 @@ def _remove_manifest(catalog: Catalog, root: str) -> None:
 def prepare_data(catalog: Catalog, root: str) -> list[str]:
     """Synthesize or validate the catalog's sessions unless the manifest says they are up to date."""
     source = catalog["data"]["source"]
-    manifest = _current_manifest(catalog, root)
-    if manifest is not None and _files_unchanged(manifest, catalog, root):
+    if data_problem(catalog, root) is None:
         return [f"data: {source}, {len(catalog['data']['sessions'])} sessions up to date"]
     _remove_manifest(catalog, root)
     lines = []
