@@ -182,14 +182,16 @@ class RegionWriter:
 def extract_models(store: ActivationStore, root: str, todo: list[tuple[Model, str]], shas: dict[Model, str],
                    config: dict, device: str, batch_size: int) -> dict[Model, str]:
     """Run each model over the store's frames and write its region, overlapping compute with writes."""
-    shown = store.frames()
+    shown: dict[int, np.ndarray] = {}  # the last seed's frames: a per-seed store holds one draw in memory
     chunk_frames = int(store.attrs["chunk_frames"])
     name = store.attrs["recipe_name"]
     lines = {}
     writer = RegionWriter(store)
     try:
-        for (arch, seed), reason in todo:
+        for (arch, seed), reason in sorted(todo, key=lambda t: t[0][1]):  # seed by seed: each draw read once
             started = time.perf_counter()
+            if seed not in shown:
+                shown = {seed: store.frames(seed)}
             folder, frames = model_folder(root, arch, seed), shown[seed]
             twin, _ = load_checkpoint(folder, expect={"arch": arch, **config})
             if tuple(twin.config["frame_shape"]) != frames.shape[-2:]:

@@ -57,7 +57,7 @@ def main() -> None:
         shas = {(a, 0): save_checkpoint(build_twin(a, **sizes, seed=0), model_folder(root, a, 0)) for a in archs}
         started = time.perf_counter()
         store = open_or_create(catalog, root, recipe, lambda: generate_stimuli(catalog, root, recipe), rebuild=False)
-        frames = store.frames()[0]  # the tuning grid: one set shared by every seed
+        frames = store.frames(0)  # the tuning grid: one set shared by every seed
         print(f"tuning_grid ({args.profile}): {len(frames)} stimuli, encoder_dim {sizes['encoder_dim']}, "
               f"hidden_dim {sizes['hidden_dim']}, batch {batch_size}, {device}, torch threads "
               f"{torch.get_num_threads()}; store created in {time.perf_counter() - started:.1f} s")

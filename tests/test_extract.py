@@ -142,6 +142,8 @@ def test_clips_keep_frames_and_gru_restarts_each_chunk(catalog, tmp_path):
     stimuli = generate(catalog.recipe("rdk_task"), draw_seed(catalog["run_seed"], 0))  # seed 0's own draw
     np.testing.assert_array_equal(ds["label"].values, stimuli["label"].values)
     assert set(ds["split"].values.tolist()) == {"train", "val", "test"}
+    whole = actstore.open_store("rdk_task", root=root)       # one seed: the per-seed layout all the same
+    assert whole["label"].dims == ("seed", "trial") and whole["split"].dims == ("trial",)
     twin, _ = load_checkpoint(model_folder(root, "xu_cnn", 0))
     clips = torch.from_numpy(stimuli["stimulus"].values[:, :, None])
     with torch.inference_mode():

@@ -23,7 +23,7 @@ from actstore.models import build_twin, load_checkpoint
 from actstore.train import loop
 from actstore.train.dataset import consecutive_runs, epoch_batches, gather, run_starts, select_chunks, whole_chunks, window_rates
 from actstore.train.evaluate import validation_scores
-from actstore.train.metrics import smoothed_neuron_r
+from actstore.train.metrics import box_smoothed, smoothed_neuron_r
 
 SHAPE = (30, 40)
 CONTEXT = 5
@@ -85,6 +85,8 @@ def test_select_chunks_keeps_whole_evenly_spread_chunks():
     assert picked.tolist() == [*range(0, 100), *range(400, 500), *range(900, 1000)] or \
         picked.tolist() == [*range(0, 100), *range(500, 600), *range(900, 1000)]
     assert select_chunks(t, 100, 0) is t
+    short = np.arange(50)                                   # no stretch holds a whole chunk: all of it, no error
+    assert select_chunks(short, 100, 20) is short
 
 
 def test_scored_chunks_never_straddle_two_segments():
@@ -107,6 +109,7 @@ def test_smoothed_r_boxes_each_piece_then_correlates_the_whole_test_set():
     np.testing.assert_allclose(smoothed_neuron_r(pred, obs, [3, 4], bins=3), [expected], rtol=1e-12)
     with pytest.raises(ValueError):
         smoothed_neuron_r(pred, obs, [3, 3], bins=3)
+    np.testing.assert_allclose(box_smoothed(np.ones((3, 1)), 41), np.full((3, 1), 3 / 41))  # shorter than the box
 
 
 def test_samples_pair_five_frames_with_the_next_bin(sessions):

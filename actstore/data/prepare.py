@@ -119,7 +119,11 @@ def data_problem(catalog: Catalog, root: str) -> str | None:
                         ("new", sorted(set(files) - set(manifest["files"])))):
         if names:
             return f"{len(names)} file(s) {what} since prepared ({', '.join(names[:3])}); run `actstore data`"
-    changed = [f for f, h in _file_hashes(catalog, root, files).items() if manifest["files"][f] != h]
+    try:
+        hashes = _file_hashes(catalog, root, files)
+    except OSError as e:
+        return f"unreadable ({e}); run `actstore data`"
+    changed = [f for f, h in hashes.items() if manifest["files"][f] != h]
     if changed:
         return f"{len(changed)} file(s) changed since prepared ({', '.join(changed[:3])}); run `actstore data`"
     return None

@@ -1,4 +1,5 @@
-"""Stimulus sets as a pure function of (recipe, run seed), identical for every arch (design 6.2-6.4).
+"""Stimulus sets as a pure function of (recipe, seed), identical for every arch (design 6.2-6.4); the probe
+tasks are drawn once per model seed (`generate_per_seed`, the study's A.3).
 
 `generate(recipe, seed)` dispatches on the recipe's `kind` and returns an xr.Dataset holding
 `stimulus` float32 in [0, 1] over (*stimulus dims, ["frame",] "y", "x") plus the stimulus
@@ -62,15 +63,18 @@ def draw_seed(run_seed: int, model_seed: int) -> int:
 
 def generate_per_seed(recipe: dict, run_seed: int, model_seeds: list[int]) -> xr.Dataset:
     """One draw of a drawn-kind recipe per model seed (seeded by `draw_seed`), stacked along a leading `seed`
-    dim: `stimulus` (seed, trial, ...) and every coord that differs between the draws (labels, nuisances) gain
-    it; coords shared by all draws (split, trial) keep their own dims, so plain xarray opens the store."""
+    dim: `stimulus` (seed, trial, ...) and every per-trial coord (labels, levels, nuisances) gain it, with one
+    seed as with three; `split`, the layout every draw shares, keeps its own dims, so plain xarray opens it."""
     if recipe["kind"] not in DRAWN_KINDS:
         raise UserError(f"recipe {recipe.get('name', '?')!r}: kind {recipe['kind']} has no random draws; "
                         f"per-seed stimuli exist for {', '.join(DRAWN_KINDS)}")
     seeds = [int(s) for s in model_seeds]
     sets = [generate(recipe, draw_seed(run_seed, s)) for s in seeds]
-    ds = xr.concat(sets, dim="seed", data_vars="all", coords="different", compat="equals",
-                   combine_attrs="drop_conflicts")
+    if any(not np.array_equal(s["split"].values, sets[0]["split"].values) for s in sets[1:]):
+        raise ValueError(f"recipe {recipe.get('name', '?')!r}: the draws' split layouts differ")
+    drawn = [k for k in sets[0].coords if k not in sets[0].dims and k != "split"]
+    ds = xr.concat([s.reset_coords(drawn) for s in sets], dim="seed", data_vars="all", coords="minimal",
+                   compat="equals", combine_attrs="drop_conflicts").set_coords(drawn)
     ds = ds.assign_coords(seed=("seed", np.array(seeds, dtype=np.int64)))
     ds.attrs.update(draw_seeds=[draw_seed(run_seed, s) for s in seeds])
     return ds

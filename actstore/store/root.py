@@ -21,10 +21,14 @@ def filesystem(url: str) -> tuple[fsspec.AbstractFileSystem, str]:
 
 def checked_root(root: str) -> str:
     """`root` when it is (or can become) a readable folder; a file, a path inside a file, or a folder this user
-    cannot read and write is one UserError line."""
+    cannot read is one UserError line. A URL is only checked when its filesystem answers (no network at start)."""
     if "://" in root:
-        fs, path = filesystem(root)
-        if fs.isfile(path):
+        try:
+            fs, path = filesystem(root)
+            is_file = fs.isfile(path)
+        except Exception:  # an unreachable or uninstalled filesystem fails later, where the root is used
+            return root
+        if is_file:
             raise UserError(f"--root {root}: is a file; expected a folder or an fsspec URL of one")
         return root
     path = Path(root)
@@ -32,8 +36,8 @@ def checked_root(root: str) -> str:
     if not first.is_dir():
         where = "is a file" if first == path else f"lies inside the file {first}"
         raise UserError(f"--root {root}: {where}; expected a folder (created if missing)")
-    if first == path and not os.access(path, os.R_OK | os.W_OK | os.X_OK):
-        raise UserError(f"--root {root}: this user cannot read and write the folder; expected a folder of yours")
+    if first == path and not os.access(path, os.R_OK | os.X_OK):
+        raise UserError(f"--root {root}: this user cannot read the folder; expected a readable folder")
     return root
 
 

@@ -134,6 +134,8 @@ class ActivationStore:
             "spaces": {name: [d for d, _ in tail] for name, tail in spaces.items()},
             "stimulus_sha256": sha256_of(template["stimulus"].values),
         }
+        if "seed" in stimuli["stimulus"].dims:  # per-seed draws: each seed's frames are checked on their own
+            template.attrs["stimulus_sha256_by_seed"] = [sha256_of(v) for v in template["stimulus"].values]
         parent, _, base = url.rpartition("/")
         tmp_name = f".{base}.{uuid.uuid4().hex[:8]}.tmp"
         tmp_url = f"{parent}/{tmp_name}" if parent else tmp_name
@@ -153,15 +155,19 @@ class ActivationStore:
                             "rerun with --rebuild to remake it for the catalog's zoo")
         return self.archs.index(arch), self.seeds.index(seed)
 
-    def frames(self) -> dict[int, np.ndarray]:
-        """Per model seed, the frames its models are shown as (stimuli, frames, y, x): its own draw when the
-        stimuli are drawn per seed, else the one shared set; checked against the checksum taken at creation."""
-        values = self.group["stimulus"][...]
-        if sha256_of(values) != self.attrs["stimulus_sha256"]:
+    def frames(self, seed: int) -> np.ndarray:
+        """The frames the models of `seed` are shown, as (stimuli, frames, y, x): that seed's own draw when the
+        stimuli are drawn per seed (only it is read), else the one shared set; checked against the checksum
+        taken at creation."""
+        if self.per_seed:
+            k = self.seeds.index(seed)
+            values, want = self.group["stimulus"][k], self.attrs["stimulus_sha256_by_seed"][k]
+        else:
+            values, want = self.group["stimulus"][...], self.attrs["stimulus_sha256"]
+        if sha256_of(values) != want:
             raise UserError(f"{self.url}/stimulus: frames fail their checksum (corrupted store); "
                             "rerun with --rebuild")
-        flat = values.reshape(len(self.seeds) if self.per_seed else 1, prod(self.stim_shape), -1, *values.shape[-2:])
-        return {seed: flat[k if self.per_seed else 0] for k, seed in enumerate(self.seeds)}
+        return values.reshape(prod(self.stim_shape), -1, *values.shape[-2:])
 
     def runs(self, space: str) -> list[tuple[int, int, tuple[slice, ...]]]:
         """Chunk-aligned flat stimulus ranges of a feature space, in write order."""

@@ -62,11 +62,11 @@ def whole_chunks(targets: np.ndarray, chunk: int) -> np.ndarray:
 
 
 def select_chunks(targets: np.ndarray, chunk: int, max_samples: int) -> np.ndarray:
-    """All `targets` (max_samples 0, or when they fit), else at most `max_samples` of them as whole chunks
-    (`whole_chunks`) evenly spread over the recording."""
-    if max_samples <= 0 or len(targets) <= max_samples:
-        return targets
+    """All `targets` (max_samples 0, when they fit, or when no stretch holds a whole chunk), else at most
+    `max_samples` of them as whole chunks (`whole_chunks`) evenly spread over the recording."""
     chunks = whole_chunks(targets, chunk).reshape(-1, chunk)
+    if max_samples <= 0 or len(targets) <= max_samples or len(chunks) == 0:
+        return targets
     keep = max(1, min(len(chunks), max_samples // chunk))
     return chunks[np.linspace(0, len(chunks) - 1, keep).round().astype(int)].ravel()
 

@@ -31,7 +31,8 @@ from actstore.status import ceiling_text
 from actstore.store.root import filesystem, join
 from actstore.train.datainit import data_dependent_init
 from actstore.train.dataset import Batch, epoch_batches, make_batch, select_chunks, window_rates
-from actstore.train.evaluate import SCORING_VERSION, model_folder, neural_scores, validation_scores, write_neural
+from actstore.train.evaluate import (SCORING_VERSION, model_folder, neural_scores, test_targets, validation_scores,
+                                     write_neural)
 
 RESUME = "resume.pt"
 INIT_STREAM = 2**31 - 1  # the init's random draws use a stream no epoch number reaches
@@ -172,6 +173,8 @@ def train_model(spec: Spec, sessions: dict[str, Session], folder: str, device: t
     opt = optimizer_for(twin, cfg["optimizer"])
     plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", **cfg["plateau"])
     chunk = spec.evaluation["chunk_samples"]
+    for session in sessions.values():  # a test split without a whole chunk is refused before, not after, training
+        test_targets(session, context, chunk, spec.evaluation["max_samples"])
     val_targets = {m: select_chunks(s.targets("validate", context), chunk, cfg["max_val_samples"])
                    for m, s in sessions.items()}
     state = _load_resume(folder, spec.key)
