@@ -106,10 +106,10 @@ def _current_manifest(catalog: Catalog, root: str) -> dict | None:
 def data_problem(catalog: Catalog, root: str) -> str | None:
     """Why the prepared data is not up to date for this catalog, in one line (None when it is): the one check
     `actstore data` and `actstore status` make (manifest, data settings, missing or new files, changed hashes)."""
-    manifest = _read_manifest(catalog, root)
-    if manifest is None:
+    if _read_manifest(catalog, root) is None:
         return "not prepared; run `actstore data`"
-    if manifest.get("config_hash") != canonical_hash(data_config(catalog, root)):
+    manifest = _current_manifest(catalog, root)
+    if manifest is None:
         return "prepared for other data settings; run `actstore data`"
     try:
         files = _data_files(catalog, root)
