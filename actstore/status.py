@@ -44,8 +44,8 @@ def usable_text(fraction: float, threshold: float) -> str:
 
 
 def _neural_scores(root: str, threshold: float) -> dict[tuple[str, int], str]:
-    """'test r 0.31 (62% of ceiling), smoothed r 0.52, usable twin' per trained model, from analysis/neural.zarr (empty when
-    absent); `threshold` is the catalog's analysis.usable_ceiling_fraction."""
+    """'test r 0.31 (62% of ceiling), smoothed r 0.52, usable twin' per trained model, from
+    analysis/neural.zarr (empty when absent); `threshold` is the catalog's analysis.usable_ceiling_fraction."""
     from actstore.store.analysis import open_analysis
 
     try:
@@ -86,8 +86,9 @@ def status_lines(catalog: Catalog, root: str) -> Iterator[str]:
     from actstore.data.prepare import data_path, data_problem
 
     dfs, data = filesystem(data_path(catalog, root))
-    problem = data_problem(catalog, root) if dfs.exists(data) else None
-    state = "missing" if not dfs.exists(data) else "stale" if problem else "present"
+    there = dfs.exists(data)
+    problem = data_problem(catalog, root) if there else None
+    state = "missing" if not there else "stale" if problem else "present"
     yield (f"  data      {catalog['data']['source']:<18} {state:<8} {human_bytes(_size(dfs, data))}"
            + (f"  {problem}" if problem else ""))
     scores = _neural_scores(root, float(catalog["analysis"]["usable_ceiling_fraction"]))

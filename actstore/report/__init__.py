@@ -88,7 +88,8 @@ def _neural(found: dict, sections: list, figures: dict) -> None:
                 "non-overlapping chunks, averaged over chunks, neurons and mice. Bars: mean over seeds (error bar "
                 "SD), dots: seeds. Right: the same score as a fraction of the noise ceiling (the true rates' r), "
                 "dotted: the usable-twin threshold. Last panel: per-neuron r over the whole scored test set after "
-                "a 2-s box smoothing of prediction and counts (evaluation.smoothing_bins, 41 of 48 ms), the score of Xu et al.'s Table 2 "
+                "a 2-s box smoothing of prediction and counts (evaluation.smoothing_bins, 41 of 48 ms), the "
+                "score of Xu et al.'s Table 2 "
                 "(their CNN-GRU on the real recordings: 0.639 / 0.593 / 0.484 for 070921 / 101521 / 110421), so "
                 "twins can be put next to published numbers; on the synthetic mouse it is not comparable to them. "
                 "Hollow dots: twins that are not usable; grey hatched bars: architectures without a usable twin.")

@@ -101,8 +101,9 @@ def _mean_sd(da: xr.DataArray) -> tuple[np.ndarray, np.ndarray]:
 def neural_prediction(neural: xr.Dataset, usable: xr.DataArray | None = None, threshold: float = np.nan) -> Figure:
     """Neural prediction per architecture (bars = mean over seeds +- SD, dots = seeds), and the fraction
     of the noise ceiling and the smoothed whole-test-set r (Xu et al.'s score) beside it where known. With
-    `usable` (the stats table's flag per (arch, seed) at `threshold`), twins that are not usable are hollow dots and an architecture without a
-    usable twin is a grey hatched bar: an untrained network must not read as a weak architecture."""
+    `usable` (the stats table's flag per (arch, seed) at `threshold`), twins that are not usable are hollow
+    dots and an architecture without a usable twin is a grey hatched bar: an untrained network must not read
+    as a weak architecture."""
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
 

@@ -44,10 +44,12 @@ def overall_r(pred: np.ndarray, obs: np.ndarray) -> float:
 
 def box_smoothed(x: np.ndarray, bins: int) -> np.ndarray:
     """Each column convolved with a `bins`-wide box (mean), same length, zeros beyond the ends: numpy's
-    convolve mode 'same' (the published pipeline's smoothing), also for pieces shorter than the box. (T, N) -> (T, N)."""
+    convolve mode 'same' (the published pipeline's smoothing), also for pieces shorter than the box.
+    (T, N) -> (T, N)."""
     x = np.asarray(x, dtype=np.float64)
     kernel, first = np.ones(bins) / bins, (bins - 1) // 2
-    return np.stack([np.convolve(col, kernel, mode="full")[first:first + len(x)] for col in x.T], axis=1).reshape(x.shape)
+    columns = [np.convolve(col, kernel, mode="full")[first:first + len(x)] for col in x.T]
+    return np.stack(columns, axis=1).reshape(x.shape)
 
 
 def smoothed_neuron_r(pred: np.ndarray, obs: np.ndarray, pieces: list[int], bins: int = 41) -> np.ndarray:
