@@ -23,7 +23,7 @@ from actstore.models.checkpoint import load_checkpoint, read_meta
 from actstore.store.ledger import ledger_entry, model_problem
 from actstore.store.root import filesystem
 from actstore.store.zarrstore import ActivationStore, sha256_of, store_path
-from actstore.train.evaluate import model_folder
+from actstore.store.root import model_folder
 
 Model = tuple[str, int]
 

@@ -7,13 +7,16 @@ each chunk of `chunk_frames` frames and keeps the final state of each chunk.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
-import torch
 
 from actstore.errors import UserError
-from actstore.models import DigitalTwin
+
+if TYPE_CHECKING:  # torch loads only when features are computed: planning an extraction needs none
+    import torch
+
+    from actstore.models import DigitalTwin
 
 
 def chunk_count(n_frames: int, chunk_frames: int) -> int:
@@ -74,6 +77,8 @@ SPACES: tuple[FeatureSpace, ...] = (
 
 def resolve_device(device: str | None) -> str:
     """'auto' (or None) -> cuda when available, else cpu."""
+    import torch
+
     if device in (None, "auto"):
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cuda" and not torch.cuda.is_available():
@@ -84,6 +89,8 @@ def resolve_device(device: str | None) -> str:
 def batched_features(twin: DigitalTwin, frames: np.ndarray, batch_size: int, device: str, chunk_frames: int,
                      spaces: tuple[FeatureSpace, ...] = SPACES) -> Iterator[tuple[int, int, dict[str, np.ndarray]]]:
     """(S, T, H, W) frames -> per batch (first, stop, {space: (B, steps, units) float32}), frozen and in order."""
+    import torch
+
     twin.eval().to(device)
     with torch.inference_mode():
         for first in range(0, len(frames), batch_size):

@@ -17,7 +17,7 @@ import torch
 
 from actstore.catalog import Catalog, deep_merge, load_catalog
 from actstore.extract import extract_models, generate_stimuli, open_or_create, zoo_sizes
-from actstore.train.evaluate import model_folder
+from actstore.store.root import model_folder
 from actstore.features import batched_features, resolve_device
 from actstore.models import build_twin, load_checkpoint, save_checkpoint
 from actstore.store.root import filesystem
@@ -54,7 +54,9 @@ def main() -> None:
     sizes = zoo_sizes(catalog)
     with tempfile.TemporaryDirectory() as root:
         recipe = catalog.recipe("tuning_grid")
-        shas = {(a, 0): save_checkpoint(build_twin(a, **sizes, seed=0), model_folder(root, a, 0)) for a in archs}
+        shape = tuple(recipe["frame_shape"])  # the twins see frames of the size they are probed at
+        shas = {(a, 0): save_checkpoint(build_twin(a, shape, **sizes, seed=0), model_folder(root, a, 0))
+                for a in archs}
         started = time.perf_counter()
         store = open_or_create(catalog, root, recipe, lambda: generate_stimuli(catalog, root, recipe), rebuild=False)
         frames = store.frames(0)  # the tuning grid: one set shared by every seed

@@ -26,7 +26,8 @@ import yaml
 from actstore.catalog import load_catalog
 from actstore.data import data_fingerprint, load_sessions
 from actstore.train.dataset import select_chunks
-from actstore.train.loop import spec_for, train_model
+from actstore.train.loop import train_model
+from actstore.train.zoo import spec_for
 from actstore.train.metrics import prediction_r
 
 

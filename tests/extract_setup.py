@@ -10,7 +10,7 @@ from pathlib import Path
 import yaml
 
 from actstore.catalog import Catalog, load_catalog
-from actstore.train.evaluate import model_folder
+from actstore.store.root import model_folder
 from actstore.models import build_twin, save_checkpoint
 
 REPO = Path(__file__).resolve().parent.parent

@@ -18,7 +18,7 @@ from actstore.cli import main
 from actstore.data import data_fingerprint, load_sessions, prepare_data
 from actstore.errors import UserError
 from actstore.extract import extract
-from actstore.train.evaluate import model_folder
+from actstore.store.root import model_folder
 from actstore.models import build_twin, load_checkpoint, save_checkpoint
 from actstore.stimuli import draw_seed, generate
 from actstore.store.ledger import verify

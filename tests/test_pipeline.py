@@ -18,9 +18,20 @@ def copy_root(src: str, dst: Path) -> str:
     return str(dst)
 
 
+HEAVY = ("torch", "torchvision", "matplotlib", "sklearn")
+# the CLI, then at exit one line naming the heavy libraries this process imported
+REPORTING_IMPORTS = ("import atexit, sys; atexit.register(lambda: print('imported:', *sorted(m for m in "
+                     f"{HEAVY!r} if m in sys.modules))); from actstore.cli import main; main()")
+
+
 def run_cli(root: str, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "actstore.cli", "--profile", "smoke", "--root", root, *args],
+    return subprocess.run([sys.executable, "-c", REPORTING_IMPORTS, "--profile", "smoke", "--root", root, *args],
                           capture_output=True, text=True)
+
+
+def heavy_imports(proc: subprocess.CompletedProcess) -> list[str]:
+    """The heavy libraries a run_cli process imported."""
+    return next(ln for ln in proc.stdout.splitlines() if ln.startswith("imported:")).split()[1:]
 
 
 def step_lines(stdout: str) -> dict[str, str]:
@@ -39,6 +50,11 @@ def test_run_completes_then_is_up_to_date(smoke_root, tmp_path):
     assert second.returncode == 0, second.stderr
     lines = step_lines(second.stdout)
     assert all("] up to date (" in ln for ln in lines.values()), second.stdout
+    assert "matplotlib" in heavy_imports(first)  # the check sees a run that did work (the report)
+    assert heavy_imports(second) == [], "deciding that nothing is stale must not load torch or matplotlib"
+    status = run_cli(root, "status")
+    assert status.returncode == 0, status.stderr
+    assert heavy_imports(status) == []
 
 
 def _values(root: str, store: str, arch: str) -> np.ndarray:

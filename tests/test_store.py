@@ -22,7 +22,7 @@ import xarray as xr
 import actstore
 from actstore.errors import UserError
 from actstore.extract import extract
-from actstore.train.evaluate import model_folder
+from actstore.store.root import model_folder
 from actstore.models import load_checkpoint
 from actstore.stimuli import generate
 from actstore.store.layout import chunk_runs, stimulus_chunks

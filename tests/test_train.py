@@ -20,7 +20,7 @@ import torch
 from actstore.catalog import load_catalog
 from actstore.data.session import Session, segment_lengths, split_labels
 from actstore.models import build_twin, load_checkpoint
-from actstore.train import loop
+from actstore.train import loop, zoo
 from actstore.train.dataset import consecutive_runs, epoch_batches, gather, run_starts, select_chunks, whole_chunks, window_rates
 from actstore.train.evaluate import validation_scores
 from actstore.train.metrics import box_smoothed, smoothed_neuron_r
@@ -48,11 +48,11 @@ def lnp_sessions(seed: int = 0, bins: int = 800, neurons: tuple[int, ...] = (6, 
     return out
 
 
-def smoke_spec(max_epochs: int = 3, max_samples: int = 200, **train) -> loop.Spec:
+def smoke_spec(max_epochs: int = 3, max_samples: int = 200, **train) -> zoo.Spec:
     """The smoke profile's training settings for alexnet, seed 0, with a few overrides."""
     cat = load_catalog(profile="smoke")
     cfg = {**cat["train"], "max_epochs": max_epochs, **train}
-    return loop.Spec("alexnet", 0, cfg, dict(cat["evaluation"], max_samples=max_samples),
+    return zoo.Spec("alexnet", 0, cfg, dict(cat["evaluation"], max_samples=max_samples),
                      cat["zoo"]["encoder_dim"], cat["zoo"]["hidden_dim"], CONTEXT, "fingerprint-of-lnp-sessions")
 
 
@@ -226,7 +226,7 @@ def test_up_to_date_model_is_skipped_and_changes_retrain_or_rescore(sessions, un
     rescored = loop.train_model(smoke_spec(max_epochs=1, max_samples=100), sessions, folder, torch.device("cpu"), progress=False)
     assert rescored["status"] == "re-scored" and rescored["sha256"] == first["sha256"]
     assert all(s["n_samples"] == 100 for s in rescored["neural"].values())
-    monkeypatch.setattr(loop, "SCORING_VERSION", loop.SCORING_VERSION + 1)  # the metrics changed
+    monkeypatch.setattr(zoo, "SCORING_VERSION", zoo.SCORING_VERSION + 1)  # the metrics changed
     new_metric = loop.train_model(smoke_spec(max_epochs=1, max_samples=100), sessions, folder, torch.device("cpu"),
                                   progress=False)
     assert new_metric["status"] == "re-scored" and new_metric["sha256"] == first["sha256"]
@@ -242,9 +242,9 @@ def test_spec_takes_its_archs_train_overrides(tmp_path):
     raw["profiles"]["smoke"]["train_overrides"] = {"xu_cnn": {"max_epochs": 48, "run_length": 8}}
     (tmp_path / "catalog.yaml").write_text(yaml.safe_dump(raw))
     cat = load_catalog(tmp_path / "catalog.yaml", "smoke")
-    xu, alex = (loop.spec_for(cat, arch, 0, "fingerprint") for arch in ("xu_cnn", "alexnet"))
+    xu, alex = (zoo.spec_for(cat, arch, 0, "fingerprint") for arch in ("xu_cnn", "alexnet"))
     assert xu.train == cat.train_config("xu_cnn") != cat["train"] == alex.train
-    plain = loop.Spec("xu_cnn", 0, cat["train"], cat["evaluation"], xu.encoder_dim, xu.hidden_dim, xu.context,
+    plain = zoo.Spec("xu_cnn", 0, cat["train"], cat["evaluation"], xu.encoder_dim, xu.hidden_dim, xu.context,
                       "fingerprint")
     assert xu.key["config_hash"] != plain.key["config_hash"]
 

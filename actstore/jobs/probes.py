@@ -15,7 +15,6 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
-from actstore.analysis import probes as pr
 from actstore.catalog import Catalog
 from actstore.errors import UserError
 from actstore.jobs.inputs import (as_json, complete_models, model_grid, open_input_store, per_draw, stack_models,
@@ -41,6 +40,8 @@ def _features(ds: xr.Dataset, models: list[tuple[str, int]], space: str) -> np.n
 
 def _sets(x: np.ndarray, ds: xr.Dataset, names: tuple[str, ...], standardize: bool) -> list[np.ndarray]:
     """Feature sets for the named splits (first = the train split), standardized with train statistics if asked."""
+    from actstore.analysis import probes as pr  # torch: loaded only when probes are fitted
+
     split = _split(ds)
     sets = [x[:, split == n] for n in names]
     return pr.standardized(*sets) if standardize else sets
@@ -54,6 +55,8 @@ def _with_error(name: str, value: np.ndarray, se: np.ndarray, n: np.ndarray | in
 def orientation(ds: xr.Dataset, models: list[tuple[str, int]], cfg: dict, seed: int) -> dict[str, np.ndarray]:
     """Sample-efficiency sweep: per train size the chosen L2 and ID/OOD accuracy; AUCs over log2 size.
     Every size is scored on the same test trials, so the AUCs' SEs keep the sizes' covariance (paired_auc_se)."""
+    from actstore.analysis import probes as pr  # torch: loaded only when probes are fitted
+
     x = _features(ds, models, "encoder")
     split, label = _split(ds), np.asarray(ds["label"].values).astype(int)
     k = int(label.max()) + 1
@@ -93,6 +96,8 @@ def orientation(ds: xr.Dataset, models: list[tuple[str, int]], cfg: dict, seed: 
 
 def _binary(ds: xr.Dataset, models: list[tuple[str, int]], cfg: dict, task: str) -> tuple[np.ndarray, np.ndarray]:
     """Fit the binary probe on the GRU features (L2 chosen on val); test-split predictions (M, n_test), chosen L2."""
+    from actstore.analysis import probes as pr  # torch: loaded only when probes are fitted
+
     x = _features(ds, models, "gru")
     split, label = _split(ds), np.asarray(ds["label"].values).astype(int)
     train, val, test = _sets(x, ds, ("train", "val", "test"), cfg["standardize"][task])
@@ -107,6 +112,8 @@ LEVELS = {"contrast": ("contrast", "test_contrasts"), "rdk": ("coherence", "test
 def level_grid(ds: xr.Dataset, task: str, label: np.ndarray, level: np.ndarray) -> np.ndarray:
     """The recipe's test levels (store attrs), checked against the test trials: a level without trials (targets,
     for contrast) or a trial at a level outside the grid is an error naming the store and the level."""
+    from actstore.analysis import probes as pr  # torch: loaded only when probes are fitted
+
     name, attr = LEVELS[task]
     grid = np.asarray(ds.attrs[attr], dtype=np.float64)
     scored = level[label == 1] if task == "contrast" else level  # contrast: blanks are no level's trials
@@ -134,6 +141,8 @@ def _test_levels(ds: xr.Dataset, models: list[tuple[str, int]], cfg: dict,
 def contrast(ds: xr.Dataset, models: list[tuple[str, int]], cfg: dict) -> dict[str, np.ndarray]:
     """Balanced accuracy per test contrast and its area over the grid index, normalized to [0, 1]; the AUC's
     SE counts the blanks once, as every level shares them (balanced_auc_se)."""
+    from actstore.analysis import probes as pr  # torch: loaded only when probes are fitted
+
     pred, chosen, label, level, grid = _test_levels(ds, models, cfg, "contrast")
     bacc = pr.balanced_accuracy_by_level(pred, label, level, grid)
     hit, rejection, n_target, n_blank = pr.detection_rates(pred, label, level, grid)
@@ -148,6 +157,8 @@ def contrast(ds: xr.Dataset, models: list[tuple[str, int]], cfg: dict) -> dict[s
 def rdk(ds: xr.Dataset, models: list[tuple[str, int]], cfg: dict) -> dict[str, np.ndarray]:
     """Accuracy per test coherence and its area over coherence, normalized by the coherence range; the
     levels are disjoint trials, so the AUC's SE propagates theirs through the trapezoid weights."""
+    from actstore.analysis import probes as pr  # torch: loaded only when probes are fitted
+
     pred, chosen, label, level, grid = _test_levels(ds, models, cfg, "rdk")
     acc = pr.accuracy_by_level(pred, label, level, grid)
     n = pr.level_counts(level, grid)

@@ -1,21 +1,23 @@
 """Checkpoints: a folder with `model.pt` (state dict) and `model.json` (config, sha256, provenance).
 
-Loading verifies the weights' sha256 against model.json, rebuilds the twin from the
-config and loads strictly, so a truncated, foreign or mismatched file fails with one
-clear line (UserError) instead of a traceback or silently wrong weights.
+Loading verifies the weights' sha256 against model.json, rebuilds the twin from the config
+and loads strictly, so a truncated, foreign or mismatched file fails with one clear line
+(UserError) instead of a traceback or silently wrong weights. Reading the metadata
+(`read_meta`) needs no torch, so up-to-date checks stay light.
 """
 from __future__ import annotations
 
 import hashlib
 import io
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import fsspec
-import torch
 
 from actstore.errors import UserError
-from actstore.models.twin import DigitalTwin
+
+if TYPE_CHECKING:
+    from actstore.models.twin import DigitalTwin
 
 FORMAT = "actstore-checkpoint/1"
 WEIGHTS, META = "model.pt", "model.json"
@@ -34,6 +36,8 @@ def _write_atomic(fs: fsspec.AbstractFileSystem, path: str, data: bytes) -> None
 
 def save_checkpoint(twin: DigitalTwin, folder: str, provenance: dict[str, Any] | None = None) -> str:
     """Write weights then metadata (metadata last: a folder without it is not a checkpoint). Returns the sha256."""
+    import torch
+
     fs, path = fsspec.core.url_to_fs(str(folder))
     fs.makedirs(path, exist_ok=True)
     buf = io.BytesIO()
@@ -69,6 +73,10 @@ def read_meta(folder: str) -> dict[str, Any]:
 def load_checkpoint(folder: str, expect: dict[str, Any] | None = None,
                     map_location: str = "cpu") -> tuple[DigitalTwin, dict[str, Any]]:
     """The twin and its metadata; `expect` (e.g. {"arch": ..., "encoder_dim": ...}) must match the config."""
+    import torch
+
+    from actstore.models.twin import DigitalTwin
+
     meta = read_meta(folder)
     where = _join(str(folder), WEIGHTS)
     config = meta["config"]

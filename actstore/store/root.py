@@ -14,6 +14,11 @@ def join(root: str, *parts: str) -> str:
     return "/".join([str(root).rstrip("/"), *[p.strip("/") for p in parts]])
 
 
+def model_folder(root: str, arch: str, seed: int) -> str:
+    """`<root>/models/<arch>-s<seed>`: one checkpoint folder per zoo model."""
+    return join(root, "models", f"{arch}-s{seed}")
+
+
 def filesystem(url: str) -> tuple[fsspec.AbstractFileSystem, str]:
     """The fsspec filesystem of a path or URL, and the path inside it."""
     return fsspec.core.url_to_fs(str(url))

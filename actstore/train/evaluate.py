@@ -1,29 +1,19 @@
-"""Neural prediction on the test split (design 6.1) and the zoo's table of it, `analysis/neural.zarr`.
-
-Each model's scores are computed once, after training, and kept in its checkpoint's
-provenance; neural.zarr is re-assembled from the checkpoints that exist, so it always
-covers every trained zoo model without re-running any of them.
-"""
+"""Neural prediction on the test split (design 6.1): each model's scores, computed once after training and
+kept in its checkpoint's provenance (train/neural.py assembles them into `analysis/neural.zarr`)."""
 from __future__ import annotations
 
 from typing import Any
 
 import numpy as np
 import torch
-import xarray as xr
 
-from actstore.catalog import Catalog
 from actstore.errors import UserError
 from actstore.data.session import Session
-from actstore.models.checkpoint import read_meta
 from actstore.models.twin import DigitalTwin
-from actstore.store.analysis import analysis_inputs, write_analysis
-from actstore.store.root import filesystem, join
 from actstore.train.dataset import consecutive_runs, select_chunks, whole_chunks, window_rates
 from actstore.train.metrics import chunked_neuron_r, overall_r, prediction_r, smoothed_neuron_r
 
 EVAL_RUN = 256  # targets per encoder call when predicting
-SCORING_VERSION = 4  # bump when the metrics change: existing checkpoints are then re-scored, not retrained
 
 
 @torch.no_grad()
@@ -119,69 +109,3 @@ def neural_scores(twin: DigitalTwin, sessions: dict[str, Session], context: int,
             "n_samples": int(len(idx)),
         }
     return scores
-
-
-def model_folder(root: str, arch: str, seed: int) -> str:
-    """`<root>/models/<arch>-s<seed>`."""
-    return join(root, "models", f"{arch}-s{seed}")
-
-
-def _existing_metas(catalog: Catalog, root: str) -> dict[tuple[str, int], dict[str, Any]]:
-    metas = {}
-    for arch, seed in catalog.models:
-        folder = model_folder(root, arch, seed)
-        fs, path = filesystem(join(folder, "model.json"))
-        if fs.exists(path):
-            meta = read_meta(folder)
-            if "neural" in meta.get("provenance", {}):
-                metas[(arch, seed)] = meta
-    return metas
-
-
-def neural_dataset(catalog: Catalog, metas: dict[tuple[str, int], dict[str, Any]]) -> xr.Dataset:
-    """Dims (arch, seed, mouse) over the catalog's zoo; models without a checkpoint are NaN, complete False."""
-    archs, seeds = catalog["zoo"]["archs"], catalog["zoo"]["seeds"]
-    mice = list(catalog["data"]["sessions"])
-    shape = (len(archs), len(seeds), len(mice))
-    values = {k: np.full(shape, np.nan) for k in ("r_neuron", "r_neuron_se", "n_neurons", "xu_smoothed_r",
-                                                  "xu_smoothed_r_se", "r_overall", "ceiling_fraction")}
-    ceiling = np.full(len(mice), np.nan)
-    complete = np.zeros(shape[:2], dtype=bool)
-    for (arch, seed), meta in metas.items():
-        i, j = archs.index(arch), seeds.index(seed)
-        complete[i, j] = True
-        for k, mouse in enumerate(mice):
-            score = meta["provenance"]["neural"].get(mouse)
-            if score is None:
-                continue
-            for name, array in values.items():
-                array[i, j, k] = score.get(name, np.nan)  # scores older than SCORING_VERSION 4 lack some
-            ceiling[k] = score["ceiling"]
-    dims = ("arch", "seed", "mouse")
-    ds = xr.Dataset(
-        {name: (dims, array) for name, array in values.items()},
-        coords={"arch": np.array(archs, dtype=object), "seed": seeds, "mouse": np.array(mice, dtype=object)},
-    )
-    ds["neural_r"] = ds["r_neuron"].mean("mouse")
-    ds["ceiling"] = ("mouse", ceiling)
-    ds["complete"] = (("arch", "seed"), complete)
-    ds["r_neuron"].attrs["long_name"] = "per-neuron test r inside chunks, mean over chunks then neurons"
-    ds["xu_smoothed_r"].attrs["long_name"] = (
-        "per-neuron r over the whole scored test set after a box smoothing of prediction and counts "
-        f"({int(catalog['evaluation']['smoothing_bins'])} bins, inside each contiguous piece), mean over neurons: "
-        "the score of Xu et al.'s Table 2")
-    ds["xu_smoothed_neural_r"] = ds["xu_smoothed_r"].mean("mouse")
-    ds["ceiling"].attrs["long_name"] = "the same score of the true rates (noise ceiling); NaN without ground truth"
-    ds.attrs["chunk_samples"] = int(catalog["evaluation"]["chunk_samples"])
-    return ds
-
-
-def write_neural(catalog: Catalog, root: str) -> str:
-    """(Re)write analysis/neural.zarr from every zoo checkpoint that exists; 'up to date' when none changed."""
-    metas = _existing_metas(catalog, root)
-    inputs = {f"{a}-s{s}": m["sha256"] for (a, s), m in sorted(metas.items())}
-    inputs["zoo"] = [catalog["zoo"]["archs"], catalog["zoo"]["seeds"], catalog["data"]["sessions"]]
-    if analysis_inputs(root, "neural") == inputs:
-        return "neural: up to date"
-    write_analysis(neural_dataset(catalog, metas), root, "neural", inputs)
-    return f"neural: wrote analysis/neural.zarr ({len(metas)} models)"

@@ -1,0 +1,119 @@
+"""The zoo's plan: what each model's training depends on, whether its checkpoint is up to date, and
+`train_zoo`, which trains only the stale ones. Nothing here imports torch: an up-to-date zoo is
+decided from checkpoint metadata alone, and train/loop.py loads only when a model has work.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import actstore
+from actstore.catalog import Catalog, canonical_hash
+from actstore.errors import UserError
+from actstore.models.checkpoint import read_meta
+from actstore.status import ceiling_text
+from actstore.store.root import filesystem, join, model_folder
+from actstore.train.neural import SCORING_VERSION, write_neural
+
+
+@dataclass
+class Spec:
+    """Everything one model's training depends on, and the key that decides whether it is up to date."""
+
+    arch: str
+    seed: int
+    train: dict[str, Any]
+    evaluation: dict[str, Any]
+    encoder_dim: int
+    hidden_dim: int
+    context: int
+    data_fingerprint: str
+    config: dict[str, Any] = field(init=False)
+
+    def __post_init__(self) -> None:
+        train = {k: v for k, v in self.train.items() if k != "device"}
+        self.config = {"arch": self.arch, "seed": self.seed, "train": train, "encoder_dim": self.encoder_dim,
+                       "hidden_dim": self.hidden_dim, "context_frames": self.context}
+
+    @property
+    def key(self) -> dict[str, str]:
+        """Inputs of the training: a checkpoint with the same key is up to date."""
+        return {"config_hash": canonical_hash(self.config), "data_fingerprint": self.data_fingerprint,
+                "code_version": actstore.__version__}
+
+    @property
+    def scoring(self) -> dict[str, Any]:
+        """What the test scores depend on besides the weights: a checkpoint scored otherwise is re-scored."""
+        return {**self.evaluation, "scoring_version": SCORING_VERSION}
+
+    @property
+    def name(self) -> str:
+        return f"{self.arch}-s{self.seed}"
+
+
+def spec_for(catalog: Catalog, arch: str, seed: int, fingerprint: str) -> Spec:
+    """The Spec of (arch, seed) under this catalog; the data (neurons, frame shape) is covered by `fingerprint`."""
+    return Spec(arch, seed, catalog.train_config(arch), catalog["evaluation"], catalog["zoo"]["encoder_dim"],
+                catalog["zoo"]["hidden_dim"], catalog["data"]["context_frames"], fingerprint)
+
+
+def model_status(folder: str, spec: Spec) -> tuple[str, dict[str, Any] | None]:
+    """('up to date' | 're-score' | 'train', model.json): re-score when only the scoring (settings, metric) changed."""
+    fs, path = filesystem(join(folder, "model.json"))
+    if not fs.exists(path):
+        return "train", None
+    try:
+        meta = read_meta(folder)
+    except UserError:  # unreadable metadata: the checkpoint is rebuilt
+        return "train", None
+    prov = meta.get("provenance", {})
+    if not all(prov.get(k) == v for k, v in spec.key.items()) or "neural" not in prov:
+        return "train", meta
+    return ("up to date" if prov.get("evaluation") == spec.scoring else "re-score"), meta
+
+
+def result_line(name: str, result: dict[str, Any]) -> str:
+    """One log line: what happened, epochs, wall time, and test r (with fraction of ceiling where known)."""
+    if result["status"] == "up to date":
+        return f"{name}: up to date"
+    parts = []
+    for mouse, s in result["neural"].items():
+        parts.append(f"{mouse} r={s['r_neuron']:.3f}{ceiling_text(s['ceiling_fraction'])}")
+    return (f"{name}: {result['status']} ({result['epochs']} epochs, best {result['best_epoch']}, "
+            f"{result['wall_time_s']:.0f} s on {result['device']}); test " + ", ".join(parts))
+
+
+def train_zoo(catalog: Catalog, root: str, archs: list[str] | None = None, seeds: list[int] | None = None,
+              device: str | None = None, progress: bool = True,
+              log: Callable[[str], None] | None = None) -> list[str]:
+    """Train every (selected) zoo model that is missing or stale, then rewrite analysis/neural.zarr.
+
+    Returns one line per model and one for neural.zarr; `log` also receives each line as it is done.
+    """
+    from actstore.data import data_fingerprint, load_sessions
+
+    models = catalog.select(archs, seeds)
+    fingerprint = data_fingerprint(catalog, root)
+    sessions = None
+    lines = []
+    for arch, seed in models:
+        spec = spec_for(catalog, arch, seed, fingerprint)
+        folder = model_folder(root, arch, seed)
+        if model_status(folder, spec)[0] == "up to date":
+            line = result_line(spec.name, {"status": "up to date"})
+        else:  # work to do: only now torch and the recordings load
+            import torch
+
+            from actstore.features import resolve_device
+            from actstore.train.loop import train_model
+
+            sessions = sessions if sessions is not None else load_sessions(catalog, root)
+            dev = torch.device(resolve_device(device or catalog["train"]["device"]))
+            line = result_line(spec.name, train_model(spec, sessions, folder, dev, progress))
+        lines.append(line)
+        if log is not None:
+            log(line)
+    lines.append(write_neural(catalog, root))
+    if log is not None:
+        log(lines[-1])
+    return lines
