@@ -51,6 +51,9 @@ def at_bound(fit: Fit, rtol: float = BOUND_RTOL) -> np.ndarray:
 # Rows in the solver's working set. Small enough that its arrays stay in the CPU cache (per-row cost grows
 # ~3x from 2k to 50k rows), large enough that numpy's per-call overhead is spread over many rows.
 BLOCK = 2048
+# A frozen parameter's damping, relative to its diag(J'J): it decouples the parameter from the others' step
+# (to ~1e-20) without rewriting the system; its own step is then set to 0.
+FREEZE = 1e20
 
 
 @dataclass
@@ -67,9 +70,9 @@ class _Rows:
     lam: np.ndarray
     nu: np.ndarray
     it: np.ndarray
-    system: np.ndarray
+    hess: np.ndarray
     rhs: np.ndarray
-    scale: np.ndarray
+    damp: np.ndarray
     frozen: np.ndarray
 
     def take(self, rows: np.ndarray | slice) -> _Rows:
@@ -100,9 +103,10 @@ def least_squares(model: Model, x: np.ndarray, y: np.ndarray, p0: np.ndarray, lo
         waiting = len(p_out) if max_iter < 1 else min(len(p_out), BLOCK)  # max_iter < 1: only the start costs
         w = _start(model, x, y, p_out, lower, upper, np.arange(waiting), lam0, cost_out)
         while max_iter > 0 and len(w.idx):
-            diag = np.where(w.frozen, 1.0, w.lam[:, None])
-            u = _cholesky_solve(w.system, diag, w.rhs)
-            trial = np.clip(w.p + u / w.scale, w.lo, w.hi)
+            diag = w.damp * np.where(w.frozen, FREEZE, w.lam[:, None])
+            step = _cholesky_solve(w.hess, diag, w.rhs)
+            np.copyto(step, 0.0, where=w.frozen)
+            trial = np.clip(w.p + step, w.lo, w.hi)
             pred, jac = model(x, trial)
             r = pred - w.y
             cost = np.einsum("bm,bm->b", r, r)
@@ -111,13 +115,13 @@ def least_squares(model: Model, x: np.ndarray, y: np.ndarray, p0: np.ndarray, lo
             small_step = np.all(np.abs(trial - w.p) <= xtol * (np.abs(w.p) + xtol), axis=1)
             done = better & ((drop <= ftol * w.cost) | small_step)
             # gain ratio: the drop over the one the linearised model predicts for the solved (unclipped) step
-            ratio = np.clip(drop / np.einsum("bp,bp->b", u, w.rhs + diag * u), 0.0, 1.0)
+            ratio = np.clip(drop / np.einsum("bp,bp->b", step, w.rhs + diag * step), 0.0, 1.0)
             w.lam[:] = np.where(better, np.maximum(w.lam * np.maximum(1 / 3, 1 - (2 * ratio - 1) ** 3), 1e-9),
                                 w.lam * w.nu)
             w.nu[:] = np.where(better, 2.0, 2.0 * w.nu)
             np.copyto(w.p, trial, where=better[:, None])
             np.copyto(w.cost, cost, where=better)
-            w.system[better], w.rhs[better], w.scale[better], w.frozen[better] = _scaled_normal(
+            w.hess[better], w.rhs[better], w.damp[better], w.frozen[better] = _normal(
                 jac.transpose(0, 2, 1)[better], r[better], w.p[better], w.lo[better], w.hi[better])
             done |= (~better & (w.lam > 1e12)) | (w.cost <= w.exact)
             w.it += 1
@@ -157,27 +161,26 @@ def _start(model: Model, x: np.ndarray, y: np.ndarray, p: np.ndarray, lower: np.
     cost_out[idx] = cost
     ok = np.isfinite(cost)
     idx, pr, lo, hi, yr, cost, r = idx[ok], p[idx][ok], lower[idx][ok], upper[idx][ok], y[idx][ok], cost[ok], r[ok]
-    system, rhs, scale, frozen = _scaled_normal(jac.transpose(0, 2, 1)[ok], r, pr, lo, hi)
+    hess, rhs, damp, frozen = _normal(jac.transpose(0, 2, 1)[ok], r, pr, lo, hi)
     exact = 1e-20 * np.einsum("bm,bm->b", yr, yr) + 1e-300  # a fit at rounding level needs no more steps
     n = len(idx)
     return _Rows(idx, pr, lo, hi, yr, cost, exact, np.full(n, float(lam0)), np.full(n, 2.0),
-                 np.zeros(n, dtype=np.int64), system, rhs, scale, frozen)
+                 np.zeros(n, dtype=np.int64), hess, rhs, damp, frozen)
 
 
-def _scaled_normal(jt: np.ndarray, r: np.ndarray, p: np.ndarray, lo: np.ndarray,
-                   hi: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Marquardt-scaled normal equations at p from the transposed Jacobian jt (B, P, M) and residual r (B, M).
+def _normal(jt: np.ndarray, r: np.ndarray, p: np.ndarray, lo: np.ndarray,
+            hi: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Gauss-Newton normal equations at p from the transposed Jacobian jt (B, P, M) and residual r (B, M).
 
-    Returns (system (B, P, P), rhs (B, P), scale (B, P), frozen (B, P)): parameters on a bound the
-    gradient pushes against are frozen, their rows and columns of the system zeroed and their rhs 0.
+    Returns (J'J (B, P, P), rhs -J'r (B, P), Marquardt's damping scale diag(J'J) floored (B, P), frozen (B, P)):
+    parameters on a bound the gradient pushes against are frozen, their rhs 0.
     """
     hess = jt @ jt.transpose(0, 2, 1)
     grad = (jt @ r[..., None])[..., 0]
     frozen = ((p <= lo) & (grad > 0)) | ((p >= hi) & (grad < 0))
     diag = np.diagonal(hess, axis1=1, axis2=2)
-    scale = np.sqrt(np.maximum(diag, 1e-12 * diag.max(axis=1, keepdims=True) + 1e-300))
-    w = np.where(frozen, 0.0, 1.0 / scale)
-    return hess * w[:, :, None] * w[:, None, :], -grad * w, scale, frozen
+    damp = np.maximum(diag, 1e-12 * diag.max(axis=1, keepdims=True) + 1e-300)
+    return hess, np.where(frozen, 0.0, -grad), damp, frozen
 
 
 def _cholesky_solve(a: np.ndarray, diag: np.ndarray, b: np.ndarray) -> np.ndarray:
