@@ -71,16 +71,19 @@ class _Rows:
     nu: np.ndarray
     it: np.ndarray
     hess: np.ndarray
-    rhs: np.ndarray
+    descent: np.ndarray
     damp: np.ndarray
-    frozen: np.ndarray
 
     def take(self, rows: np.ndarray | slice) -> _Rows:
         return _Rows(*(a[rows] for a in vars(self).values()))
 
-    def put(self, at: np.ndarray, other: _Rows) -> None:
+    def put(self, at: np.ndarray | slice, other: _Rows) -> None:
         for a, b in zip(vars(self).values(), vars(other).values()):
             a[at] = b
+
+    def empty(self, n: int) -> _Rows:
+        """Uninitialised rows shaped like these, n of them."""
+        return _Rows(*(np.empty((n, *a.shape[1:]), a.dtype) for a in vars(self).values()))
 
 
 def least_squares(model: Model, x: np.ndarray, y: np.ndarray, p0: np.ndarray, lower: np.ndarray,
@@ -92,20 +95,36 @@ def least_squares(model: Model, x: np.ndarray, y: np.ndarray, p0: np.ndarray, lo
     cost drop or step below ftol / xtol). `lam0`, the initial damping, is cautious on purpose: a
     small first step keeps starts from jumping onto the bounds; then the damping follows the gain
     ratio (Nielsen's rule), fewer steps than fixed up / down factors. At most BLOCK rows are worked
-    on at once: a row leaves as it converges (or after max_iter steps) and the next waiting row
-    takes its place. Every row is solved on its own, so the result does not depend on the batch.
+    on at once: a row leaves as it converges (or after max_iter steps) and waiting rows take the
+    freed places. Every row is solved on its own, so the result does not depend on the batch.
     """
     lower, upper = np.broadcast_to(lower, p0.shape), np.broadcast_to(upper, p0.shape)
     p_out = np.clip(np.asarray(p0, dtype=np.float64), lower, upper)
     cost_out = np.full(len(p_out), np.nan)
     converged = np.zeros(len(p_out), dtype=bool)
     with np.errstate(all="ignore"):
-        waiting = len(p_out) if max_iter < 1 else min(len(p_out), BLOCK)  # max_iter < 1: only the start costs
-        w = _start(model, x, y, p_out, lower, upper, np.arange(waiting), lam0, cost_out)
-        while max_iter > 0 and len(w.idx):
-            diag = w.damp * np.where(w.frozen, FREEZE, w.lam[:, None])
-            step = _cholesky_solve(w.hess, diag, w.rhs)
-            np.copyto(step, 0.0, where=w.frozen)
+        if max_iter < 1:
+            _start(model, x, y, p_out, lower, upper, np.arange(len(p_out)), lam0, cost_out)
+            return p_out, cost_out, converged
+        rows, used, waiting = None, 0, 0  # rows: BLOCK slots, the first `used` of them in work
+        while True:
+            if waiting < len(p_out) and (used == 0 or BLOCK - used >= BLOCK // 8):  # top up in batches
+                new = _start(model, x, y, p_out, lower, upper,
+                             np.arange(waiting, min(len(p_out), waiting + BLOCK - used)), lam0, cost_out)
+                waiting = min(len(p_out), waiting + BLOCK - used)
+                rows = new.empty(BLOCK) if rows is None else rows
+                rows.put(slice(used, used + len(new.idx)), new)
+                used += len(new.idx)
+            if used == 0:
+                if waiting == len(p_out):
+                    break
+                continue
+            w = rows.take(slice(0, used))
+            frozen = ((w.p <= w.lo) & (w.descent < 0)) | ((w.p >= w.hi) & (w.descent > 0))
+            rhs = np.where(frozen, 0.0, w.descent)
+            diag = w.damp * np.where(frozen, FREEZE, w.lam[:, None])
+            step = _cholesky_solve(w.hess, diag, rhs)
+            np.copyto(step, 0.0, where=frozen)
             trial = np.clip(w.p + step, w.lo, w.hi)
             pred, jac = model(x, trial)
             r = pred - w.y
@@ -115,40 +134,29 @@ def least_squares(model: Model, x: np.ndarray, y: np.ndarray, p0: np.ndarray, lo
             small_step = np.all(np.abs(trial - w.p) <= xtol * (np.abs(w.p) + xtol), axis=1)
             done = better & ((drop <= ftol * w.cost) | small_step)
             # gain ratio: the drop over the one the linearised model predicts for the solved (unclipped) step
-            ratio = np.clip(drop / np.einsum("bp,bp->b", step, w.rhs + diag * step), 0.0, 1.0)
+            ratio = np.clip(drop / np.einsum("bp,bp->b", step, rhs + diag * step), 0.0, 1.0)
             w.lam[:] = np.where(better, np.maximum(w.lam * np.maximum(1 / 3, 1 - (2 * ratio - 1) ** 3), 1e-9),
                                 w.lam * w.nu)
             w.nu[:] = np.where(better, 2.0, 2.0 * w.nu)
             np.copyto(w.p, trial, where=better[:, None])
             np.copyto(w.cost, cost, where=better)
-            w.hess[better], w.rhs[better], w.damp[better], w.frozen[better] = _normal(
-                jac.transpose(0, 2, 1)[better], r[better], w.p[better], w.lo[better], w.hi[better])
+            w.hess[better], w.descent[better], w.damp[better] = _normal(jac.transpose(0, 2, 1)[better], r[better])
             done |= (~better & (w.lam > 1e12)) | (w.cost <= w.exact)
             w.it += 1
             leave = done | (w.it >= max_iter)
             if leave.any():
                 out = w.idx[leave]
                 p_out[out], cost_out[out], converged[out] = w.p[leave], w.cost[leave], done[leave]
-                w = _refill(w, leave, model, x, y, p_out, lower, upper, lam0, cost_out, waiting)
-                waiting = min(len(p_out), waiting + int(leave.sum()))
+                used = _close_gaps(rows, leave)
     return p_out, cost_out, converged
 
 
-def _refill(w: _Rows, leave: np.ndarray, model: Model, x: np.ndarray, y: np.ndarray, p: np.ndarray,
-            lower: np.ndarray, upper: np.ndarray, lam0: float, cost_out: np.ndarray, waiting: int) -> _Rows:
-    """The working set with the rows that `leave` replaced, in place, by the next waiting rows from `waiting`
-    on; once none wait, the last rows move into the gaps. Costs O(rows leaving), not O(working set)."""
-    gaps = np.flatnonzero(leave)
-    new = _start(model, x, y, p, lower, upper, np.arange(waiting, min(len(p), waiting + len(gaps))), lam0, cost_out)
-    w.put(gaps[:len(new.idx)], new)
-    gaps = gaps[len(new.idx):]
-    if len(gaps):
-        keep = len(w.idx) - len(gaps)
-        dead = np.zeros(len(w.idx), dtype=bool)
-        dead[gaps] = True
-        w.put(np.flatnonzero(dead[:keep]), w.take(keep + np.flatnonzero(~dead[keep:])))
-        w = w.take(slice(0, keep))
-    return w
+def _close_gaps(rows: _Rows, leave: np.ndarray) -> int:
+    """Move the last rows in work into the slots of those that `leave` (O(rows leaving), not O(rows in
+    work)); returns how many stay."""
+    keep = len(leave) - int(leave.sum())
+    rows.put(np.flatnonzero(leave[:keep]), rows.take(keep + np.flatnonzero(~leave[keep:])))
+    return keep
 
 
 def _start(model: Model, x: np.ndarray, y: np.ndarray, p: np.ndarray, lower: np.ndarray, upper: np.ndarray,
@@ -160,27 +168,20 @@ def _start(model: Model, x: np.ndarray, y: np.ndarray, p: np.ndarray, lower: np.
     cost = np.einsum("bm,bm->b", r, r)
     cost_out[idx] = cost
     ok = np.isfinite(cost)
-    idx, pr, lo, hi, yr, cost, r = idx[ok], p[idx][ok], lower[idx][ok], upper[idx][ok], y[idx][ok], cost[ok], r[ok]
-    hess, rhs, damp, frozen = _normal(jac.transpose(0, 2, 1)[ok], r, pr, lo, hi)
+    idx, yr, n = idx[ok], y[idx][ok], int(ok.sum())
+    hess, descent, damp = _normal(jac.transpose(0, 2, 1)[ok], r[ok])
     exact = 1e-20 * np.einsum("bm,bm->b", yr, yr) + 1e-300  # a fit at rounding level needs no more steps
-    n = len(idx)
-    return _Rows(idx, pr, lo, hi, yr, cost, exact, np.full(n, float(lam0)), np.full(n, 2.0),
-                 np.zeros(n, dtype=np.int64), hess, rhs, damp, frozen)
+    return _Rows(idx, p[idx], lower[idx], upper[idx], yr, cost[ok], exact, np.full(n, float(lam0)),
+                 np.full(n, 2.0), np.zeros(n, dtype=np.int64), hess, descent, damp)
 
 
-def _normal(jt: np.ndarray, r: np.ndarray, p: np.ndarray, lo: np.ndarray,
-            hi: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Gauss-Newton normal equations at p from the transposed Jacobian jt (B, P, M) and residual r (B, M).
-
-    Returns (J'J (B, P, P), rhs -J'r (B, P), Marquardt's damping scale diag(J'J) floored (B, P), frozen (B, P)):
-    parameters on a bound the gradient pushes against are frozen, their rhs 0.
-    """
+def _normal(jt: np.ndarray, r: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Gauss-Newton normal equations from the transposed Jacobian jt (B, P, M) and residual r (B, M):
+    J'J (B, P, P), the descent direction -J'r (B, P) and Marquardt's damping scale, diag(J'J) floored
+    (a parameter the data do not move, e.g. a centre under a zero amplitude, is still damped)."""
     hess = jt @ jt.transpose(0, 2, 1)
-    grad = (jt @ r[..., None])[..., 0]
-    frozen = ((p <= lo) & (grad > 0)) | ((p >= hi) & (grad < 0))
     diag = np.diagonal(hess, axis1=1, axis2=2)
-    damp = np.maximum(diag, 1e-12 * diag.max(axis=1, keepdims=True) + 1e-300)
-    return hess, np.where(frozen, 0.0, -grad), damp, frozen
+    return hess, -(jt @ r[..., None])[..., 0], np.maximum(diag, 1e-12 * diag.max(axis=1, keepdims=True) + 1e-300)
 
 
 def _cholesky_solve(a: np.ndarray, diag: np.ndarray, b: np.ndarray) -> np.ndarray:
