@@ -106,3 +106,59 @@ def test_batched_dog_is_as_good_as_scipy_from_the_same_starts_and_bounds():
             best = max(best, _r2(y[i], fitting.dog(X, p)))
         ref.append(best)
     assert np.median(fit.r2) >= np.median(ref) - 0.005
+
+
+def _inside(lower, upper, rng, n):
+    """n random parameter vectors strictly inside a box (infinite sides replaced by +-1)."""
+    lo, hi = np.where(np.isfinite(lower), lower, -1.0), np.where(np.isfinite(upper), upper, 1.0)
+    return lo + (hi - lo) * rng.uniform(0.05, 0.95, (n, len(lo)))
+
+
+@pytest.mark.parametrize("model, x, lower, upper", [
+    (fitting._dog, X, np.array([-np.inf, 0, X.min() - 1, 0.15, 0, X.min() - 1, 0.15]),
+     np.array([np.inf, 3, X.max() + 1, 5, 3, X.max() + 1, 5])),
+    (fitting._nr, C, np.array([-np.inf, -3, 0.005, 0.5]), np.array([np.inf, 3, 1.0, 6.0])),
+])
+def test_analytic_jacobian_equals_central_differences(model, x, lower, upper):
+    """The solver trusts the models' Jacobians (no finite differences): each column matches a central
+    difference of the prediction at random points inside the box."""
+    p = _inside(lower, upper, np.random.default_rng(3), 50)
+    _, jac = model(x, p)
+    for k in range(p.shape[1]):
+        h = 1e-6 * np.maximum(np.abs(p[:, k]), 1.0)
+        up, down = p.copy(), p.copy()
+        up[:, k] += h
+        down[:, k] -= h
+        fd = (model(x, up)[0] - model(x, down)[0]) / (2 * h[:, None])
+        np.testing.assert_allclose(jac[:, :, k], fd, rtol=1e-5, atol=1e-7, err_msg=f"column {k}")
+
+
+def test_cholesky_solve_matches_numpy_and_flags_indefinite_systems():
+    rng = np.random.default_rng(4)
+    j = rng.normal(size=(30, 7, 12))
+    a, diag, b = j @ j.transpose(0, 2, 1), rng.uniform(1e-6, 1, (30, 7)), rng.normal(size=(30, 7))
+    ref = np.linalg.solve(a + diag[:, :, None] * np.eye(7), b[..., None])[..., 0]
+    np.testing.assert_allclose(fitting._cholesky_solve(a, diag, b), ref, rtol=1e-9, atol=1e-12)
+    with np.errstate(invalid="ignore"):
+        assert np.isnan(fitting._cholesky_solve(-a[:1], diag[:1], b[:1])).all()
+
+
+def test_streaming_rows_through_a_small_working_set_gives_the_fits_of_one_big_working_set(monkeypatch):
+    """Rows leave the working set as they converge (or reach max_iter) and waiting rows take their slots.
+    With a 16-row working set, 80 (curve, start) rows stream through it; every row ends where it ends when all
+    80 are worked on at once (parameters, cost, converged), to rounding."""
+    rng = np.random.default_rng(5)
+    true = np.stack([rng.normal(0, 0.2, 16), rng.uniform(0.5, 2, 16), rng.uniform(X.min(), X.max(), 16),
+                     rng.uniform(0.3, 1.2, 16), rng.uniform(0, 0.8, 16), rng.uniform(X.min(), X.max(), 16),
+                     rng.uniform(0.8, 2.5, 16)], 1)
+    y = fitting.dog(X, true) + rng.normal(0, 0.1, (16, 12))
+    p0, lower, upper = fitting.dog_setup(X, y, 5)
+    args = (fitting._dog, X, np.repeat(y, 5, axis=0), p0.reshape(-1, 7), np.repeat(lower, 5, axis=0),
+            np.repeat(upper, 5, axis=0))
+    whole = fitting.least_squares(*args, max_iter=40)
+    monkeypatch.setattr(fitting, "BLOCK", 16)
+    streamed = fitting.least_squares(*args, max_iter=40)
+    assert 0 < whole[2].sum() < 80  # some rows converge, some stop at max_iter
+    np.testing.assert_allclose(streamed[0], whole[0], rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(streamed[1], whole[1], rtol=1e-9)
+    np.testing.assert_array_equal(streamed[2], whole[2])

@@ -96,7 +96,7 @@ def least_squares(model: Model, x: np.ndarray, y: np.ndarray, p0: np.ndarray, lo
     small first step keeps starts from jumping onto the bounds; then the damping follows the gain
     ratio (Nielsen's rule), fewer steps than fixed up / down factors. At most BLOCK rows are worked
     on at once: a row leaves as it converges (or after max_iter steps) and waiting rows take the
-    freed places. Every row is solved on its own, so the result does not depend on the batch.
+    freed places. Every row is solved on its own: its fit does not depend on the other rows (to rounding).
     """
     lower, upper = np.broadcast_to(lower, p0.shape), np.broadcast_to(upper, p0.shape)
     p_out = np.clip(np.asarray(p0, dtype=np.float64), lower, upper)
