@@ -2,8 +2,8 @@
 
 Both fit the same noisy curves from the same starts inside the same bounds (fitting.dog_setup /
 naka_rushton_setup), keeping the best R^2 per curve. The scipy loop is timed on a sample of the
-curves and scaled to all of them. Prints throughput ratio (target >= 100x) and the median R^2 of
-both on the sampled curves (target: batched not below scipy by more than 0.005); then times
+curves and scaled to all of them. Prints throughput ratio (target: DoG x5 >= 300x, N-R no slower)
+and the median R^2 of both on the sampled curves (target: batched not lower than scipy); then times
 `measure` on 24 models x 128 units over the design's grid (lazy dask, one chunk per model).
 Usage: python bench/fitting.py [--curves 10000] [--sample 200] [--models 24] [--units 128]
 """

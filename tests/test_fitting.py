@@ -105,7 +105,7 @@ def test_batched_dog_is_as_good_as_scipy_from_the_same_starts_and_bounds():
                                  bounds=(lower[i], upper[i]), maxfev=4000)
             best = max(best, _r2(y[i], fitting.dog(X, p)))
         ref.append(best)
-    assert np.median(fit.r2) >= np.median(ref) - 0.005
+    assert np.median(fit.r2) >= np.median(ref)  # not lower than scipy from the same starts
 
 
 def _inside(lower, upper, rng, n):
