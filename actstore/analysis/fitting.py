@@ -109,9 +109,9 @@ def least_squares(model: Model, x: np.ndarray, y: np.ndarray, p0: np.ndarray, lo
         rows, used, waiting = None, 0, 0  # rows: BLOCK slots, the first `used` of them in work
         while True:
             if waiting < len(p_out) and (used == 0 or BLOCK - used >= BLOCK // 8):  # top up in batches
-                new = _start(model, x, y, p_out, lower, upper,
-                             np.arange(waiting, min(len(p_out), waiting + BLOCK - used)), lam0, cost_out)
-                waiting = min(len(p_out), waiting + BLOCK - used)
+                start = np.arange(waiting, min(len(p_out), waiting + BLOCK - used))
+                new = _start(model, x, y, p_out, lower, upper, start, lam0, cost_out)
+                waiting = start[-1] + 1
                 rows = new.empty(BLOCK) if rows is None else rows
                 rows.put(slice(used, used + len(new.idx)), new)
                 used += len(new.idx)
