@@ -6,9 +6,11 @@ flushes chunk-aligned regions. A model is marked complete only after all of it i
 """
 from __future__ import annotations
 
+import hashlib
 import queue
 import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -22,7 +24,7 @@ from actstore.features import SPACES, batched_features, resolve_device
 from actstore.models.checkpoint import load_checkpoint, read_meta
 from actstore.store.ledger import ledger_entry, model_problem
 from actstore.store.root import filesystem
-from actstore.store.zarrstore import ActivationStore, sha256_of, store_path
+from actstore.store.zarrstore import ActivationStore, store_path
 from actstore.store.root import model_folder
 
 Model = tuple[str, int]
@@ -129,6 +131,8 @@ class RegionWriter:
         self.error: BaseException | None = None
         self.buffers: dict[str, np.ndarray] = {}
         self.pending: dict[str, list] = {}
+        self.hashes: dict[str, Any] = {}
+        self.filled = 0  # stimuli received so far for the current model
         self.thread = threading.Thread(target=self._loop, name="actstore-writer", daemon=True)
         self.thread.start()
 
@@ -156,15 +160,23 @@ class RegionWriter:
         n = int(np.prod(self.store.stim_shape))
         self.buffers = {}
         self.pending = {}
+        self.hashes, self.filled = {}, 0
         for space in self.store.spaces:
             tail = self.store.group[space].shape[2 + len(self.store.stim_dims):]
             self.buffers[space] = np.empty((n, *tail), dtype=np.float32)
             self.pending[space] = self.store.runs(space)
+            self.hashes[space] = hashlib.sha256()
 
     def _data(self, arch: str, seed: int, first: int, stop: int, feats: dict[str, np.ndarray]) -> None:
+        """Batches arrive in stimulus order, so each space's checksum (sha256_of its whole buffer) is updated
+        here, while the forward passes run, rather than over the whole buffer at the end."""
+        if first != self.filled:
+            raise RuntimeError(f"{arch}-s{seed}: batch at stimulus {first}, expected {self.filled}")
+        self.filled = stop
         for space, values in feats.items():
             buf = self.buffers[space]
             buf[first:stop] = values.reshape(stop - first, *buf.shape[1:])
+            self.hashes[space].update(buf[first:stop])  # C-contiguous float32: the bytes sha256_of hashes
             runs = self.pending[space]
             while runs and runs[0][1] <= stop:
                 lo, hi, region = runs.pop(0)
@@ -174,7 +186,7 @@ class RegionWriter:
         left = [s for s, runs in self.pending.items() if runs]
         if left:
             raise RuntimeError(f"{arch}-s{seed}: unwritten chunks in {left}")
-        checksums = {space: sha256_of(buf) for space, buf in self.buffers.items()}
+        checksums = {space: h.hexdigest() for space, h in self.hashes.items()}
         entry = ledger_entry(checkpoint_sha256, self.store.attrs["recipe_hash"], device, checksums)
         self.store.finish(arch, seed, entry)
 
@@ -182,18 +194,19 @@ class RegionWriter:
 def extract_models(store: ActivationStore, root: str, todo: list[tuple[Model, str]], shas: dict[Model, str],
                    config: dict, device: str, batch_size: int) -> dict[Model, str]:
     """Run each model over the store's frames and write its region, overlapping compute with writes."""
-    shown: dict[int, np.ndarray] = {}  # the last seed's frames: a per-seed store holds one draw in memory
+    shown: dict[int, Future] = {}  # the last seed's frames: a per-seed store holds one draw in memory
     chunk_frames = int(store.attrs["chunk_frames"])
     name = store.attrs["recipe_name"]
     lines = {}
-    writer = RegionWriter(store)
+    writer, reading = RegionWriter(store), ThreadPoolExecutor(1, thread_name_prefix="actstore-frames")
     try:
         for (arch, seed), reason in sorted(todo, key=lambda t: t[0][1]):  # seed by seed: each draw read once
             started = time.perf_counter()
-            if seed not in shown:
-                shown = {seed: store.frames(seed)}
-            folder, frames = model_folder(root, arch, seed), shown[seed]
+            if seed not in shown:  # read and checked while the checkpoint loads (both mostly release the GIL)
+                shown = {seed: reading.submit(store.frames, seed)}
+            folder = model_folder(root, arch, seed)
             twin, _ = load_checkpoint(folder, expect={"arch": arch, **config})
+            frames = shown[seed].result()
             if tuple(twin.config["frame_shape"]) != frames.shape[-2:]:
                 raise UserError(f"{folder}: model frames {twin.config['frame_shape']} "
                                 f"differ from the {name} stimuli's {list(frames.shape[-2:])}")
@@ -208,6 +221,7 @@ def extract_models(store: ActivationStore, root: str, todo: list[tuple[Model, st
             lines[(arch, seed)] = (f"{name}: {arch}-s{seed} {what}: {len(frames)} stimuli on {device} "
                                    f"in {time.perf_counter() - started:.1f} s")
     finally:
+        reading.shutdown()
         writer.close()
     return lines
 
