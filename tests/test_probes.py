@@ -1,7 +1,10 @@
 """Linear probes: known answers (linear signal -> near perfect, noise -> chance), hand-worked balanced
-accuracy, agreement with scikit-learn at the same L2, and the job over small stores in the contract layout."""
+accuracy, agreement with scikit-learn at the same L2, the fast solver's parts against plain references
+(objective vs autograd, start Hessian vs the true one, float32 solve vs float64 optimum), and the job over
+small stores in the contract layout."""
 import numpy as np
 import pytest
+import torch
 import xarray as xr
 from sklearn.linear_model import LogisticRegression
 
@@ -89,6 +92,116 @@ def test_fit_is_deterministic_and_subsets_nested_balanced():
 
 def torch_equal(a, b) -> bool:
     return bool((a == b).all())
+
+
+def _design(x: np.ndarray, y: np.ndarray, k: int, lam: np.ndarray, dtype: torch.dtype):
+    """The solver's inputs as fit_probes builds them: centred features with a constant column."""
+    xc = torch.as_tensor(x - x.mean(1, keepdims=True))
+    x1 = torch.cat([xc, torch.ones(*xc.shape[:2], 1, dtype=xc.dtype)], 2)
+    return pr._Design(x1.to(dtype), torch.as_tensor(y), k, torch.as_tensor(lam)), x1
+
+
+def _reference_loss(theta: torch.Tensor, x1: torch.Tensor, y: torch.Tensor, k: int, lam: torch.Tensor,
+                    rows: torch.Tensor) -> torch.Tensor:
+    """mean softmax / binary cross-entropy + l2/2 |W|^2 with torch's own log_softmax and softplus."""
+    n_l2 = len(lam)
+    t = theta.reshape(len(rows), k, -1)
+    z = torch.einsum("rkd,rnd->rnk", t, x1[rows // n_l2])
+    if k == 1:
+        data = (torch.nn.functional.softplus(z[..., 0]) - y * z[..., 0]).mean(1)
+    else:
+        data = -torch.log_softmax(z, -1).gather(-1, y.expand(len(rows), -1)[..., None])[..., 0].mean(1)
+    return data + 0.5 * lam[rows % n_l2] * (t[..., :-1] ** 2).sum((1, 2))
+
+
+@pytest.mark.parametrize("k", [5, 1])
+def test_objective_matches_autograd_of_the_plain_loss(k):
+    # logits far beyond +-80 exercise the exponent floor that keeps float32 free of subnormals
+    rng = np.random.default_rng(4)
+    m, n, f, lam = 2, 300, 6, np.array([1e-3, 1.0])
+    x = 3 * rng.normal(size=(m, n, f))
+    y = rng.integers(0, max(k, 2), n)
+    rows = torch.tensor([0, 1, 3])
+    theta = torch.as_tensor(20 * rng.normal(size=(3, k * (f + 1))), dtype=torch.float64).requires_grad_()
+    exact, x1 = _design(x, y, k, lam, torch.float64)
+    target = torch.as_tensor(y, dtype=torch.float64) if k == 1 else torch.as_tensor(y)
+    want = _reference_loss(theta, x1, target, k, torch.as_tensor(lam), rows)
+    (want_grad,) = torch.autograd.grad(want.sum(), theta)
+    assert (x1 @ theta.detach().reshape(3, k, -1)[0].T).abs().max() > 200
+    for design, rtol in ((exact, 1e-10), (_design(x, y, k, lam, torch.float32)[0], 1e-4)):
+        loss, grad = design.objective(theta.detach(), rows)
+        np.testing.assert_allclose(loss, want.detach(), rtol=rtol)
+        np.testing.assert_allclose(grad, want_grad, rtol=rtol, atol=rtol * want_grad.abs().max().item())
+
+
+@pytest.mark.parametrize("k, n", [(4, 60), (1, 60), (4, 8)])
+def test_start_hessian_inverts_the_hessian_at_zero(k, n):
+    # the preconditioner of strongly penalised problems is the exact inverse Hessian at theta = 0 on every
+    # direction the data can move (class-centred for softmax; the span of the samples when n < F)
+    rng = np.random.default_rng(5)
+    f, lam = 12, np.array([0.5])
+    x = rng.normal(size=(1, n, f)) * np.linspace(0.2, 5.0, f)
+    y = rng.integers(0, max(k, 2), n)
+    _, x1 = _design(x, y, k, lam, torch.float64)
+    start = pr._StartHessian(x1[..., :f].float(), k, torch.as_tensor(lam))
+    assert bool(start.exact.all())
+    rows = torch.tensor([0])
+    target = torch.as_tensor(y, dtype=torch.float64) if k == 1 else torch.as_tensor(y)
+    hessian = torch.autograd.functional.hessian(
+        lambda t: _reference_loss(t[None], x1, target, k, torch.as_tensor(lam), rows)[0],
+        torch.zeros(k * (f + 1), dtype=torch.float64))
+    v = torch.as_tensor(rng.normal(size=(k, f + 1)))
+    if k > 1:
+        v -= v.mean(0)  # the class mean changes no logit
+    v[:, :f] = torch.as_tensor(v[:, :f].numpy() @ np.linalg.pinv(x1[0, :, :f].numpy()) @ x1[0, :, :f].numpy())
+    back = start.inverse((hessian @ v.flatten())[None].float(), rows)[0].double()
+    np.testing.assert_allclose(back, v.flatten(), atol=2e-4 * v.abs().max().item())
+
+
+def test_float32_solve_reaches_the_float64_optimum():
+    # the production path (float32 evaluations, float64 finish, start-Hessian preconditioning) against a plain
+    # float64 L-BFGS run to a tight tolerance: every problem stops on a float64 gradient below the tolerance,
+    # even one (1e-9) that float32 gradients cannot resolve, and lands on the same optimum
+    rng = np.random.default_rng(6)
+    m, n, f, k = 2, 600, 10, 4
+    assert n >= pr.FLOAT32_FROM
+    y = rng.integers(0, k, n)
+    x = rng.normal(size=(m, k, f))[:, y] + 2 * rng.normal(size=(m, n, f)) * np.linspace(0.5, 3, f) + 5.0
+    lam = np.array([1e-4, 1e-2, 1.0])
+    probes = pr.fit_probes(x, y, k, lam, max_iter=2000, tolerance=1e-9)
+    exact, x1 = _design(x, y, k, lam, torch.float64)
+    # the returned raw-feature probes, as parameters of the centred problem
+    w = probes.weight.reshape(m * len(lam), f, k)
+    b = probes.bias.reshape(m * len(lam), k) + torch.einsum("rf,rfk->rk", torch.as_tensor(
+        np.repeat(x.mean(1), len(lam), 0)), w)
+    theta = torch.cat([w.transpose(1, 2), b[..., None]], 2).reshape(m * len(lam), -1)
+    rows = torch.arange(m * len(lam))
+    assert exact.objective(theta, rows)[1].abs().max() <= 1e-9
+    reference = pr.batched_lbfgs(exact.objective, torch.zeros_like(theta), max_iter=5000, tolerance=1e-10)
+    # strong convexity (curvature >= l2): |theta - optimum| <= |gradient| / l2 <= sqrt(D) 1e-9 / l2
+    bound = np.sqrt(theta.shape[1]) * 1.1e-9 / np.tile(lam, m)
+    assert ((theta - reference).abs().amax(1).numpy() <= bound).all()
+
+
+def test_only_the_exact_gradient_stops_a_problem():
+    # batched quadratics whose approximate objective understates the gradient 100x: it looks converged long
+    # before it is, so the rows must go on with the exact objective until that one passes the test
+    rng = np.random.default_rng(7)
+    a = torch.as_tensor(rng.normal(size=(3, 6, 6)))
+    a = a @ a.mT + torch.eye(6, dtype=torch.float64)
+    b = torch.as_tensor(rng.normal(size=(3, 6)))
+
+    def exact(theta, rows):
+        g = torch.einsum("rij,rj->ri", a[rows], theta) - b[rows]
+        return 0.5 * ((g - b[rows]) * theta).sum(1), g
+
+    def understated(theta, rows):
+        loss, g = exact(theta, rows)
+        return loss, 0.01 * g
+
+    theta = pr.batched_lbfgs(understated, torch.zeros(3, 6, dtype=torch.float64), tolerance=1e-8,
+                             refine=exact)
+    assert exact(theta, torch.arange(3))[1].abs().max() <= 1e-8
 
 
 def test_selection_prefers_the_strength_that_generalizes():

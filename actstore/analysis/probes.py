@@ -62,14 +62,19 @@ def _mean_loss(z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return (torch.logsumexp(z, -1) - picked).mean(-1)
 
 
+FLOAT32_FROM = 128  # samples; measured on the demo-shaped orientation sizes (8..1024)
+
+
 def fit_probes(features: np.ndarray, labels: np.ndarray, n_classes: int, l2: np.ndarray,
                max_iter: int = 200, tolerance: float = 1e-6) -> Probes:
     """Fit M x L probes: features (M, n, F), labels (n,) in 0..n_classes-1 shared by all models, l2 (L,).
 
     Deterministic (zero start). Features are centred internally for conditioning; the returned bias is for
-    the raw features, so the solution equals an uncentred fit. Evaluations run in float32 (half the matmul
-    time); every problem is finished, and its stop test passed, in float64 (`batched_lbfgs`'s refine).
-    Strongly penalised problems start from their exact Hessian at zero (`_StartHessian`).
+    the raw features, so the solution equals an uncentred fit. From FLOAT32_FROM samples on, evaluations run
+    in float32 (half the matmul time) and every problem is finished, and its stop test passed, in float64
+    (`batched_lbfgs`'s refine); below, an evaluation costs less than the solver's own algebra, float32 saves
+    nothing and its noisier line search costs iterations, so all runs in float64. Strongly penalised problems
+    start from their exact Hessian at zero (`_StartHessian`).
     """
     x = _tensor(features)
     y = torch.as_tensor(np.asarray(labels), dtype=torch.long)
@@ -82,11 +87,15 @@ def fit_probes(features: np.ndarray, labels: np.ndarray, n_classes: int, l2: np.
     x1 = torch.empty(m, n, f + 1, dtype=torch.float64)
     torch.sub(x, mean, out=x1[..., :f])  # centred features and a constant feature for the bias
     x1[..., f] = 1.0
-    exact, fast = _Design(x1, y, k, lam), _Design(x1.to(torch.float32), y, k, lam)
-    start = _StartHessian(fast.x1[..., :f], k, lam)
-    theta = batched_lbfgs(fast.objective, torch.zeros(m * len(lam), k * (f + 1), dtype=torch.float64),
-                          max_iter=max_iter, tolerance=tolerance, refine=exact.objective,
-                          precondition=start.inverse)
+    exact = _Design(x1, y, k, lam)
+    x32 = x1.to(torch.float32)
+    start = _StartHessian(x32[..., :f], k, lam)
+    solve = dict(max_iter=max_iter, tolerance=tolerance, precondition=start.inverse)
+    theta = torch.zeros(m * len(lam), k * (f + 1), dtype=torch.float64)
+    if n >= FLOAT32_FROM:
+        theta = batched_lbfgs(_Design(x32, y, k, lam).objective, theta, refine=exact.objective, **solve)
+    else:
+        theta = batched_lbfgs(exact.objective, theta, **solve)
     theta = theta.reshape(m, len(lam), k, f + 1)
     w = theta[..., :f].transpose(2, 3)
     b = theta[..., f] - torch.einsum("mf,mlfk->mlk", mean[:, 0], w)
@@ -143,6 +152,10 @@ def _per_model(a: torch.Tensor, x: torch.Tensor, blocks: list[tuple[int, int]],
                out: torch.Tensor | None = None) -> torch.Tensor:
     """a's consecutive row blocks, each times its model's matrix: [a[block] @ x[model] for (model, size)]."""
     out = a.new_empty(a.shape[0], x.shape[2]) if out is None else out
+    if len(blocks) == len(x) and len({size for _, size in blocks}) == 1:  # every model, equal blocks: one bmm
+        size = blocks[0][1]
+        torch.bmm(a.view(len(x), size, -1), x, out=out.view(len(x), size, -1))
+        return out
     start = 0
     for model, size in blocks:
         torch.mm(a[start:start + size], x[model], out=out[start:start + size])
@@ -177,11 +190,12 @@ class _StartHessian:
         if n < f:  # cov = V diag(var) V^T with V = x^T U / sqrt(n var)
             vecs = xc.mT.double() @ vecs / (n * var.clamp_min(1e-300)).sqrt()[:, None, :]
         keep = var > 1e-10 * var.amax(1, keepdim=True)
-        self.vecs = vecs * keep[:, None, :]  # rank-deficient directions: the data never moves W there
-        self.shrink = 1.0 / (self.c * torch.where(keep, var, 0.0)[:, None, :] + lam[None, :, None])  # (M, L, F)
+        self.vecs = (vecs * keep[:, None, :]).float()  # rank-deficient directions: the data never moves W there
+        shrink = 1.0 / (self.c * torch.where(keep, var, 0.0)[:, None, :] + lam[None, :, None])  # (M, L, F)
+        self.shrink = shrink.float()
 
     def inverse(self, v: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-        """The initial inverse Hessian times v (R, D) for problems `rows` (sorted)."""
+        """The initial inverse Hessian times v (R, D; float32) for problems `rows` (sorted)."""
         out = v.clone()
         strong = self.exact[rows]
         if strong.any():
@@ -235,8 +249,10 @@ def batched_lbfgs(objective, theta: torch.Tensor, max_iter: int = 200, tolerance
         return value, slope_
 
     loss, grad = objective(theta, rows)
-    s_hist, y_hist, rho = theta.new_zeros(history, p, d), theta.new_zeros(history, p, d), theta.new_zeros(history, p)
-    gamma = 1.0 / grad.abs().sum(1).clamp_min(1.0)  # first step: at most unit length (before H0)
+    # the direction is computed in float32 (it needs no more; half the two-loop's memory traffic)
+    s_hist, y_hist = torch.zeros(2, history, p, d, dtype=torch.float32)
+    rho = torch.zeros(history, p, dtype=torch.float32)
+    gamma = 1.0 / grad.abs().sum(1).clamp_min(1.0).float()  # first step: at most unit length (before H0)
     stuck = None
     for it in range(max_iter + 1):
         small = grad.abs().amax(1) <= tolerance
@@ -255,19 +271,19 @@ def batched_lbfgs(objective, theta: torch.Tensor, max_iter: int = 200, tolerance
             s_hist, y_hist, rho = s_hist[:, keep], y_hist[:, keep], rho[:, keep]
             if not len(rows):
                 break
-        # two-loop recursion over the stored pairs, newest first; the direction goes to the oldest pair's slot
+        # two-loop recursion over the stored pairs, newest first (a pair with rho = 0 is skipped)
         slot = it % history
         order = [(it - 1 - j) % history for j in range(min(it, history))]
-        q = grad.clone()
+        q = grad.to(torch.float32)
         alphas = []
         for j in order:
             a = rho[j] * torch.linalg.vecdot(s_hist[j], q)
             q.addcmul_(a[:, None], y_hist[j], value=-1.0)
             alphas.append(a)
-        q = q.mul_(gamma[:, None]) if precondition is None else precondition(q, rows).mul_(gamma[:, None])
+        q = (q if precondition is None else precondition(q, rows)).mul_(gamma[:, None])
         for j, a in zip(reversed(order), reversed(alphas)):
             q.addcmul_((a - rho[j] * torch.linalg.vecdot(y_hist[j], q))[:, None], s_hist[j])
-        direction = torch.neg(q, out=s_hist[slot])
+        direction = q.double().neg_()
         slope = torch.linalg.vecdot(grad, direction)
         uphill = slope >= 0  # a stale curvature pair: fall back to steepest descent
         if uphill.any():
@@ -307,26 +323,29 @@ def batched_lbfgs(objective, theta: torch.Tensor, max_iter: int = 200, tolerance
                 stuck[pending] = True
                 direction[pending] = 0
                 new_loss[pending], new_grad[pending] = loss[pending], grad[pending]
-        dy = torch.sub(new_grad, grad, out=y_hist[slot])
+        dy = new_grad - grad
+        s_hist[slot], y_hist[slot] = direction, dy
         sy = torch.linalg.vecdot(direction, dy)
         ok = sy > 1e-10 * (torch.linalg.vecdot(direction, direction) * torch.linalg.vecdot(dy, dy)).sqrt()
-        rho[slot] = torch.where(ok, sy, torch.inf).reciprocal_()
+        rho[slot] = torch.where(ok, sy, torch.inf).reciprocal_().clamp_max_(1e30)
         # scaling of the initial matrix from the newest pair: s^T y / y^T H0 y
-        h0y = dy if precondition is None else precondition(dy, rows)
-        gamma = torch.where(ok, sy / torch.linalg.vecdot(dy, h0y).clamp_min(1e-300), gamma)
+        dy32 = y_hist[slot]
+        h0y = dy32 if precondition is None else precondition(dy32, rows)
+        gamma = torch.where(ok, sy.float() / torch.linalg.vecdot(dy32, h0y).clamp_min(1e-30), gamma)
         theta, loss, grad = theta + direction, new_loss, new_grad
     return out
 
 
 def _rejected(new_loss: torch.Tensor, new_grad: torch.Tensor, loss: torch.Tensor, slope: torch.Tensor,
               step: torch.Tensor | float, direction: torch.Tensor, exact: torch.Tensor) -> torch.Tensor:
-    """Trials failing the Armijo test. Approximate (noisy) losses also pass where the slope fell enough and
-    the loss did not rise beyond its noise (Hager and Zhang's approximate Wolfe test)."""
+    """Trials failing the Armijo test. Near convergence the loss change sinks into rounding (float32 sums:
+    ~1e-7 relative; float64: ~1e-15), so a trial also passes where the slope fell enough and the loss did
+    not rise beyond that noise (Hager and Zhang's approximate Wolfe test)."""
     fail = new_loss > loss + 1e-4 * step * slope
-    if not exact.all():
+    if fail.any():
         flat = torch.linalg.vecdot(new_grad, direction) <= -(1 - 2e-4) * slope
-        near = new_loss <= loss + 1e-5 * loss.abs()
-        fail &= exact | ~(flat & near)
+        near = new_loss <= loss + torch.where(exact, 1e-12, 1e-5) * loss.abs()
+        fail &= ~(flat & near)
     return fail
 
 
@@ -343,14 +362,18 @@ def accuracy(predicted: np.ndarray, labels: np.ndarray) -> np.ndarray:
 
 def fit_selected(train: np.ndarray, y_train: np.ndarray, val: np.ndarray, y_val: np.ndarray, n_classes: int,
                  l2_grid: np.ndarray, max_iter: int = 200, tolerance: float = 1e-6) -> tuple[Probes, np.ndarray]:
-    """Fit every strength of the grid, keep per model the best validation accuracy (ties: lower validation
-    cross-entropy, then the stronger L2). Returns the chosen probes (L = 1) and the chosen l2 per model (M,)."""
+    """Fit every strength of the grid, keep per model the best validation accuracy (`best_strength`).
+    Returns the chosen probes (L = 1) and the chosen l2 per model (M,)."""
     grid = np.asarray(l2_grid, dtype=np.float64)
     probes = fit_probes(train, y_train, n_classes, grid, max_iter=max_iter, tolerance=tolerance)
-    acc = accuracy(probes.predict(val), y_val)
-    loss = log_loss(probes, val, y_val)
-    best = np.array([np.lexsort((-grid, loss[i], -acc[i]))[0] for i in range(len(acc))])
+    best = best_strength(accuracy(probes.predict(val), y_val), log_loss(probes, val, y_val), grid)
     return probes.select(best), grid[best]
+
+
+def best_strength(val_accuracy: np.ndarray, val_loss: np.ndarray, grid: np.ndarray) -> np.ndarray:
+    """Per model (row) the index into grid of the best validation accuracy; ties: lower validation
+    cross-entropy, then the stronger L2. (M, L), (M, L), (L,) -> (M,)."""
+    return np.array([np.lexsort((-grid, val_loss[i], -val_accuracy[i]))[0] for i in range(len(val_accuracy))])
 
 
 def standardized(train: np.ndarray, *others: np.ndarray) -> list[np.ndarray]:
