@@ -7,12 +7,12 @@ both sides first fit a tiny problem, so library start-up is not timed. Prints bo
 largest test-accuracy difference.
 
 --demo adds demo-shaped problems fitted as actstore/jobs/probes.py fits them (catalog profile demo: 8 models,
-encoder 128 / GRU 512 units): orientation, 8 classes on raw low-rank encoder-like features (unit SD 0.5-12) at
-the nested class-balanced train sizes 8..1024; contrast (raw tanh GRU-like units, SD 0.02-0.4) and RDK
-(standardized) binary on 256 train trials. Besides the difference over every L2 it prints the difference at
-the L2 each side picks on the validation split (`best_strength`, what the job reports). Where a fit does not
-converge within the iteration cap (weak L2 on small or raw-scaled sets) neither side is at the optimum, and the
-difference there says where each solver stopped, not which is right.
+encoder 128 / GRU 512 units): orientation, 8 classes on raw low-rank encoder-like features (median unit SD
+0.5-11 over models) at the nested class-balanced train sizes 8..1024; contrast (raw tanh GRU-like units, SD
+0.02-0.4) and RDK (standardized) binary on 256 train trials. Besides the difference over every L2 it prints
+the difference at the L2 each side picks on the validation split (`best_strength`, what the job reports).
+Where a fit does not converge within the iteration cap (weak L2 on small or raw-scaled sets) neither side is
+at the optimum, and the difference there says where each solver stopped, not which is right.
 
 Usage: python bench/probes.py [--models 8] [--features 128] [--demo]
 """
