@@ -135,10 +135,16 @@ class _Design:
             dz = clipped.sigmoid_().sub_(self.yf)
         else:  # softmax in place over the class axis; the label's logit is read first
             picked = z.gather(1, self.y.expand(r, 1, n))
-            top = z.amax(1, keepdim=True)
-            dz = z.sub_(top).clamp_min_(-80.0).exp_()
-            total = dz.sum(1, keepdim=True)
-            per_sample = total.log().add_(top).sub_(picked)
+            low, high = torch.aminmax(z)
+            if -80.0 <= low and high <= 80.0:  # no exponent can overflow or go subnormal: no shift needed
+                dz = z.exp_()
+                total = dz.sum(1, keepdim=True)
+                per_sample = total.log().sub_(picked)
+            else:
+                top = z.amax(1, keepdim=True)
+                dz = z.sub_(top).clamp_min_(-80.0).exp_()
+                total = dz.sum(1, keepdim=True)
+                per_sample = total.log().add_(top).sub_(picked)
             dz.div_(total).scatter_add_(1, self.y.expand(r, 1, n), picked.fill_(-1.0))
         g = _per_model(dz.reshape(r * k, n), self.x1, blocks).reshape(r, k, d).double().div_(n)
         lam = self.lam[rows % n_l2]
