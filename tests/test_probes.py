@@ -154,7 +154,7 @@ def test_start_hessian_inverts_the_hessian_at_zero(k, n):
         torch.zeros(k * (f + 1), dtype=torch.float64))
     v = torch.as_tensor(rng.normal(size=(k, f + 1)))
     if k > 1:
-        v -= v.mean(0)  # the class mean changes no logit
+        v -= v.mean(0)  # a class mean moves no softmax probability
     v[:, :f] = torch.as_tensor(v[:, :f].numpy() @ np.linalg.pinv(x1[0, :, :f].numpy()) @ x1[0, :, :f].numpy())
     back = start.inverse((hessian @ v.flatten())[None].float(), rows)[0].double()
     np.testing.assert_allclose(back, v.flatten(), atol=2e-4 * v.abs().max().item())
