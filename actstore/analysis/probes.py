@@ -10,6 +10,7 @@ float32 with a float64 finish).
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -223,8 +224,12 @@ class _StartHessian:
         return torch.cat([back, (b / self.c)[..., None]], 2).reshape(len(rows), -1)
 
 
-def batched_lbfgs(objective, theta: torch.Tensor, max_iter: int = 200, tolerance: float = 1e-6,
-                  history: int = 10, max_halvings: int = 40, refine=None, precondition=None) -> torch.Tensor:
+Objective = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+
+
+def batched_lbfgs(objective: Objective, theta: torch.Tensor, max_iter: int = 200, tolerance: float = 1e-6,
+                  history: int = 10, max_halvings: int = 40, refine: Objective | None = None,
+                  precondition: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
     """Minimise P independent smooth convex problems at once: each row of theta (P, D) keeps its own
     L-BFGS history and its own backtracking (Armijo) step, and stops when its max |gradient| <= tolerance.
     `objective(theta[rows], rows)` returns the loss (R,) and gradient (R, D) of the given rows; only rows
