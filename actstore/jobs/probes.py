@@ -21,7 +21,7 @@ from actstore.jobs.inputs import (as_json, complete_models, model_grid, open_inp
                                   store_fingerprint, text_as_objects, up_to_date)
 from actstore.store.analysis import write_analysis
 
-VERSION = "probes/3"
+VERSION = "probes/4"  # 4: float32 L-BFGS with float64 stop tests (results may differ in the last digits)
 TASKS = {"orientation": "orientation_task", "contrast": "contrast_task", "rdk": "rdk_task"}
 
 
