@@ -23,9 +23,8 @@ from actstore.errors import UserError
 from actstore.features import SPACES, batched_features, resolve_device
 from actstore.models.checkpoint import load_checkpoint, read_meta
 from actstore.store.ledger import ledger_entry, model_problem
-from actstore.store.root import filesystem
+from actstore.store.root import filesystem, model_folder
 from actstore.store.zarrstore import ActivationStore, store_path
-from actstore.store.root import model_folder
 
 Model = tuple[str, int]
 

@@ -27,8 +27,8 @@ import torch
 from sklearn.linear_model import LogisticRegression
 from threadpoolctl import threadpool_limits
 
-from actstore.analysis.probes import (accuracy, balanced_subsets, best_strength, fit_probes, log_loss,
-                                      standardized)
+from actstore.analysis.probes import fit_probes, log_loss
+from actstore.analysis.scores import accuracy, balanced_subsets, best_strength, standardized
 from actstore.catalog import load_catalog
 
 Problem = tuple[str, np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None, np.ndarray, np.ndarray, int]

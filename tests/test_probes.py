@@ -9,6 +9,7 @@ import xarray as xr
 from sklearn.linear_model import LogisticRegression
 
 from actstore.analysis import probes as pr
+from actstore.analysis import scores as sc
 from actstore.catalog import Catalog, deep_merge, load_catalog
 from actstore.jobs import probes as job
 from actstore.store.analysis import open_analysis
@@ -27,7 +28,7 @@ def test_linear_signal_near_perfect_and_noise_at_chance(k):
     rng = np.random.default_rng(0)
     x, y = _signal_and_noise(rng, 4000, k, 24, gain=3.0)
     probes = pr.fit_probes(x[:, :2000], y[:2000], k, np.array([1e-2]))
-    acc = pr.accuracy(probes.predict(x[:, 2000:])[:, 0], y[2000:])
+    acc = sc.accuracy(probes.predict(x[:, 2000:])[:, 0], y[2000:])
     se = np.sqrt((1 / k) * (1 - 1 / k) / 2000)
     assert acc[0] > 0.97
     assert abs(acc[1] - 1 / k) < 4 * se
@@ -39,22 +40,22 @@ def test_balanced_accuracy_hand_worked():
     level = np.array([0, 0, 0, 0, 0.1, 0.1, 0.1, 0.1, 0.5, 0.5, 0.5, 0.5, 1.0, 1.0])
     pred = np.array([0, 0, 0, 1, 0, 0, 1, 0, 1, 1, 0, 1, 1, 1])
     grid = np.array([0.0, 0.1, 0.5, 1.0])
-    got = pr.balanced_accuracy_by_level(pred, labels, level, grid)
+    got = sc.balanced_accuracy_by_level(pred, labels, level, grid)
     # c=0 has no targets: hit = false-alarm rate 0.25 -> 0.5; 0.1: (0.25+0.75)/2; 0.5: (0.75+0.75)/2; 1: (1+0.75)/2
     np.testing.assert_allclose(got, [0.5, 0.5, 0.75, 0.875])
     # zero-contrast targets present: their own hit rate counts
     labels0 = np.array([0, 0, 1, 1])
-    got0 = pr.balanced_accuracy_by_level(np.array([[0, 1, 1, 1]]), labels0, np.array([0, 0, 0, 0]), np.array([0.0]))
+    got0 = sc.balanced_accuracy_by_level(np.array([[0, 1, 1, 1]]), labels0, np.array([0, 0, 0, 0]), np.array([0.0]))
     np.testing.assert_allclose(got0, [[(1.0 + 0.5) / 2]])
-    np.testing.assert_allclose(pr.accuracy_by_level(pred, labels, level, grid), [0.75, 0.25, 0.75, 1.0])
+    np.testing.assert_allclose(sc.accuracy_by_level(pred, labels, level, grid), [0.75, 0.25, 0.75, 1.0])
 
 
 def test_auc_and_chance_adjustment():
-    assert pr.normalized_auc(np.array([0.5, 0.5, 0.5]), np.array([3, 4, 5])) == pytest.approx(0.5)
+    assert sc.normalized_auc(np.array([0.5, 0.5, 0.5]), np.array([3, 4, 5])) == pytest.approx(0.5)
     # trapezoid of (0, 1) over x (0, 1, 3): (0+0.5)/2*1 + (0.5+1)/2*2 = 1.75 / 3
-    assert pr.normalized_auc(np.array([0.0, 0.5, 1.0]), np.array([0, 1, 3])) == pytest.approx(1.75 / 3)
-    assert pr.chance_adjusted(0.125, 1 / 8) == pytest.approx(0.0)
-    assert pr.chance_adjusted(1.0, 1 / 8) == pytest.approx(1.0)
+    assert sc.normalized_auc(np.array([0.0, 0.5, 1.0]), np.array([0, 1, 3])) == pytest.approx(1.75 / 3)
+    assert sc.chance_adjusted(0.125, 1 / 8) == pytest.approx(0.0)
+    assert sc.chance_adjusted(1.0, 1 / 8) == pytest.approx(1.0)
 
 
 @pytest.mark.parametrize("k", [8, 2])
@@ -70,7 +71,7 @@ def test_batched_probes_match_sklearn(k):
     for li, l2 in enumerate(grid):
         for mi in range(m):
             sk = LogisticRegression(C=1 / (l2 * n), tol=1e-8, max_iter=1000).fit(x[mi, :n], y[:n])
-            ours = pr.accuracy(pred[mi, li], y[n:])
+            ours = sc.accuracy(pred[mi, li], y[n:])
             theirs = (sk.predict(x[mi, n:]) == y[n:]).mean()
             assert abs(ours - theirs) <= 0.01
             np.testing.assert_allclose(probes.weight[mi, li].numpy(), sk.coef_.T, atol=2e-3)
@@ -82,12 +83,12 @@ def test_fit_is_deterministic_and_subsets_nested_balanced():
     a = pr.fit_probes(x, y, 8, np.array([1e-2, 1.0]))
     b = pr.fit_probes(x, y, 8, np.array([1e-2, 1.0]))
     assert torch_equal(a.weight, b.weight) and torch_equal(a.bias, b.bias)
-    subsets = pr.balanced_subsets(y, [8, 16, 32], 8, seed=5)
+    subsets = sc.balanced_subsets(y, [8, 16, 32], 8, seed=5)
     assert [len(s) for s in subsets] == [8, 16, 32]
     assert all(np.bincount(y[s], minlength=8).tolist() == [len(s) // 8] * 8 for s in subsets)
     assert set(subsets[0]) <= set(subsets[1]) <= set(subsets[2])
-    assert all(np.array_equal(s, t) for s, t in zip(subsets, pr.balanced_subsets(y, [8, 16, 32], 8, seed=5)))
-    assert pr.feasible_sizes(y, [8, 12, 16, 10_000], 8) == [8, 16]
+    assert all(np.array_equal(s, t) for s, t in zip(subsets, sc.balanced_subsets(y, [8, 16, 32], 8, seed=5)))
+    assert sc.feasible_sizes(y, [8, 12, 16, 10_000], 8) == [8, 16]
 
 
 def torch_equal(a, b) -> bool:
@@ -214,7 +215,7 @@ def test_selection_prefers_the_strength_that_generalizes():
     x[0, :, 0] += 1.5 * (2 * y - 1)
     probes, chosen = pr.fit_selected(x[:, :n], y[:n], x[:, n:1000], y[n:1000], 2, [1e-4, 1.0])
     assert chosen.tolist() == [1.0]
-    assert pr.accuracy(probes.predict(x[:, 1000:])[:, 0], y[1000:])[0] > 0.75
+    assert sc.accuracy(probes.predict(x[:, 1000:])[:, 0], y[1000:])[0] > 0.75
 
 
 
@@ -225,7 +226,7 @@ def test_standardized_uses_train_statistics_for_every_split():
     train = np.array([[[1, 5], [3, 5]], [[0, -1], [4, 1]]], dtype=float)
     val = np.array([[[10, 5], [14, 7]], [[2, 0], [10, 3]]], dtype=float)
     test = np.array([[[2, 5], [4, 5], [6, 5]], [[-2, -1], [2, 1], [6, 3]]], dtype=float)
-    got_train, got_val, got_test = pr.standardized(train, val, test)
+    got_train, got_val, got_test = sc.standardized(train, val, test)
     np.testing.assert_allclose(got_train, [[[-1, 0], [1, 0]], [[-1, -1], [1, 1]]])
     np.testing.assert_allclose(got_val, [[[8, 0], [12, 2]], [[0, 0], [4, 3]]])
     np.testing.assert_allclose(got_test, [[[0, 0], [2, 0], [4, 0]], [[-2, -1], [0, 1], [2, 3]]])
@@ -244,12 +245,12 @@ def test_l2_is_chosen_on_the_validation_split_not_the_test_split():
     test = np.concatenate([-sign, sign])
     grid = np.array([1e-4, 100.0])
     full = pr.fit_probes(train, y, 2, grid)
-    np.testing.assert_allclose(pr.accuracy(full.predict(val), y), [[1.0, 0.75], [0.0, 0.75]])
-    np.testing.assert_allclose(pr.accuracy(full.predict(test), y), [[0.0, 0.75], [1.0, 0.75]])
+    np.testing.assert_allclose(sc.accuracy(full.predict(val), y), [[1.0, 0.75], [0.0, 0.75]])
+    np.testing.assert_allclose(sc.accuracy(full.predict(test), y), [[0.0, 0.75], [1.0, 0.75]])
     probes, chosen = pr.fit_selected(train, y, val, y, 2, grid)
     assert chosen.tolist() == [1e-4, 100.0]
     # the returned probes are the chosen ones: on test, model 0's weak probe is always wrong, model 1's says 1
-    np.testing.assert_allclose(pr.accuracy(probes.predict(test)[:, 0], y), [0.0, 0.75])
+    np.testing.assert_allclose(sc.accuracy(probes.predict(test)[:, 0], y), [0.0, 0.75])
 
 # ----------------------------------------------------------------------------- the job, on small stores
 

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import xarray as xr
 
-from actstore.analysis import probes as pr
+from actstore.analysis import scores as sc
 from actstore.analysis import stats
 from actstore.report import figures as fg
 from actstore.report.html import results_table
@@ -18,12 +18,12 @@ from actstore.store.analysis import open_analysis
 def test_binomial_se_hand_computed():
     labels = np.zeros(64, int)
     predicted = np.r_[np.zeros(45, int), np.ones(19, int)]  # 45 of 64 correct
-    p = float(pr.accuracy(predicted, labels))
+    p = float(sc.accuracy(predicted, labels))
     assert p == 0.703125
     # p (1 - p) = 0.703125 * 0.296875 = 0.208740234375; / 64 = 0.0032615661621; sqrt = 0.0571101...
-    assert pr.binomial_se(p, 64) == pytest.approx(0.0571101, abs=1e-7)
-    assert pr.binomial_se(p, 64) == pytest.approx(np.sqrt(0.208740234375 / 64), rel=1e-12)
-    assert pr.binomial_se(1.0, 10) == 0.0 and np.isnan(pr.binomial_se(0.5, 0))
+    assert sc.binomial_se(p, 64) == pytest.approx(0.0571101, abs=1e-7)
+    assert sc.binomial_se(p, 64) == pytest.approx(np.sqrt(0.208740234375 / 64), rel=1e-12)
+    assert sc.binomial_se(1.0, 10) == 0.0 and np.isnan(sc.binomial_se(0.5, 0))
 
 
 def test_balanced_accuracy_se_hand_computed():
@@ -32,10 +32,10 @@ def test_balanced_accuracy_se_hand_computed():
     level = np.array([0, 0, 0, 0, 0.1, 0.1, 0.1, 0.1, 0.5, 0.5, 0.5, 0.5, 1.0, 1.0])
     pred = np.array([0, 0, 0, 1, 0, 0, 1, 0, 1, 1, 0, 1, 1, 1])
     grid = np.array([0.0, 0.1, 0.5, 1.0])
-    hit, rejection, n_target, n_blank = pr.detection_rates(pred, labels, level, grid)
+    hit, rejection, n_target, n_blank = sc.detection_rates(pred, labels, level, grid)
     np.testing.assert_allclose(hit, [0.25, 0.25, 0.75, 1.0])  # c = 0: no targets, the false-alarm rate
     assert rejection == 0.75 and n_target.tolist() == [0, 4, 4, 2] and n_blank == 4
-    se = pr.balanced_accuracy_se(hit, n_target, rejection, n_blank)
+    se = sc.balanced_accuracy_se(hit, n_target, rejection, n_blank)
     # se_hit = se_cr = sqrt(.25 * .75 / 4) = 0.216506 at 0.1 and 0.5 -> 0.5 sqrt(2 * 0.046875) = 0.153093;
     # at 1.0 se_hit = 0 -> 0.5 * 0.216506 = 0.108253; at 0 the value is exactly 0.5 -> 0
     np.testing.assert_allclose(se, [0.0, 0.1530931, 0.1530931, 0.1082532], atol=1e-7)
@@ -44,20 +44,20 @@ def test_balanced_accuracy_se_hand_computed():
 def test_trapezoid_se_hand_computed():
     x = np.array([0.0, 1.0, 3.0])
     # trapezoid weights / range 3: (0.5, 0.5 + 1, 1) / 3 = (1/6, 1/2, 1/3)
-    np.testing.assert_allclose(pr.trapezoid_weights(x), [1 / 6, 1 / 2, 1 / 3])
-    assert pr.normalized_auc(np.array([0.0, 0.5, 1.0]), x) == pytest.approx(1.75 / 3)
+    np.testing.assert_allclose(sc.trapezoid_weights(x), [1 / 6, 1 / 2, 1 / 3])
+    assert sc.normalized_auc(np.array([0.0, 0.5, 1.0]), x) == pytest.approx(1.75 / 3)
     # sqrt((0.1/6)^2 + (0.2/2)^2 + (0.3/3)^2) = sqrt(0.000277778 + 0.01 + 0.01) = 0.1424001
-    assert pr.trapezoid_se(np.array([0.1, 0.2, 0.3]), x) == pytest.approx(0.1424001, abs=1e-7)
+    assert sc.trapezoid_se(np.array([0.1, 0.2, 0.3]), x) == pytest.approx(0.1424001, abs=1e-7)
 
 
 def test_shared_blank_and_paired_auc_se_hand_computed():
     # contrast: the case above over the grid index 0..3: weights (1/6, 1/3, 1/3, 1/6); levels with targets 1-3,
     # sum of their weights 5/6; var = 0.25 ((1/3)^2 0.046875 * 2 + 0 + (5/6)^2 0.046875) = 0.0107422
     hit, n_target = np.array([0.25, 0.25, 0.75, 1.0]), np.array([0, 4, 4, 2])
-    assert pr.balanced_auc_se(hit, n_target, 0.75, 4, np.arange(4)) == pytest.approx(np.sqrt(0.0107422), abs=1e-6)
+    assert sc.balanced_auc_se(hit, n_target, 0.75, 4, np.arange(4)) == pytest.approx(np.sqrt(0.0107422), abs=1e-6)
     # orientation: 2 sizes on the same 4 trials, weights (1/2, 1/2): a = (1, 1, .5, 0), SD 0.4145781 / sqrt 4
     correct = np.array([[1, 1, 0, 0], [1, 1, 1, 0]], bool)
-    assert pr.paired_auc_se(correct, np.array([3.0, 4.0])) == pytest.approx(0.2072891, abs=1e-7)
+    assert sc.paired_auc_se(correct, np.array([3.0, 4.0])) == pytest.approx(0.2072891, abs=1e-7)
 
 
 def test_auc_ses_match_simulation():
@@ -71,8 +71,8 @@ def test_auc_ses_match_simulation():
     p_hit, p_cr = np.array([0.6, 0.8, 0.95]), 0.7
     p_yes = np.r_[np.repeat(p_hit, n_t), np.full(n_b, 1 - p_cr)]
     pred = (rng.random((reps, len(labels))) < p_yes).astype(int)
-    auc = pr.normalized_auc(pr.balanced_accuracy_by_level(pred, labels, level, grid), np.arange(3))
-    se = pr.balanced_auc_se(p_hit, np.full(3, n_t), p_cr, n_b, np.arange(3))
+    auc = sc.normalized_auc(sc.balanced_accuracy_by_level(pred, labels, level, grid), np.arange(3))
+    se = sc.balanced_auc_se(p_hit, np.full(3, n_t), p_cr, n_b, np.arange(3))
     assert auc.std() == pytest.approx(se, rel=0.03)
     # orientation: nested train sizes scored on the same 200 test trials -> correlated levels
     p = np.array([0.3, 0.6, 0.8])
@@ -80,9 +80,9 @@ def test_auc_ses_match_simulation():
     correct = u < p[:, None]  # a trial right at one size is right at every larger one
     acc = correct.mean(-1)
     x = np.log2([8, 16, 32])
-    analytic = np.mean(pr.paired_auc_se(correct, x))
-    assert pr.normalized_auc(acc, x).std() == pytest.approx(analytic, rel=0.03)
-    assert analytic > 1.1 * np.mean(pr.trapezoid_se(pr.binomial_se(acc, 200), x))  # independence would understate
+    analytic = np.mean(sc.paired_auc_se(correct, x))
+    assert sc.normalized_auc(acc, x).std() == pytest.approx(analytic, rel=0.03)
+    assert analytic > 1.1 * np.mean(sc.trapezoid_se(sc.binomial_se(acc, 200), x))  # independence would understate
 
 
 # ----------------------------------------------------------------------------- the real smoke chain
@@ -104,7 +104,7 @@ def test_smoke_probes_carry_se_and_the_recipes_test_counts(smoke_root, smoke_cat
         for name, n in expected_n.items():
             assert (one[name].values == n).all(), name
         for name in ("orientation_acc_id", "orientation_acc_ood", "orientation_ood", "rdk_acc"):
-            np.testing.assert_allclose(one[f"{name}_se"], pr.binomial_se(one[name], one[f"{name}_n"]), err_msg=name)
+            np.testing.assert_allclose(one[f"{name}_se"], sc.binomial_se(one[name], one[f"{name}_n"]), err_msg=name)
         for name in ("contrast_bacc", "contrast_auc", "rdk_auc", "orientation_auc_id", "orientation_auc_adj_ood"):
             se = one[f"{name}_se"].values
             assert (np.isfinite(se) & (se >= 0) & (se <= 0.5)).all(), name

@@ -8,13 +8,14 @@ draw (the study's A.3). Test level grids come from the recipe (store attrs), nev
 
 Every accuracy-type result `<name>` comes with `<name>_se`, its binomial standard error over the test
 trials, and `<name>_n`, the test trials it rests on (balanced accuracy: `contrast_bacc_n_target` and
-`contrast_bacc_n_blank`); the functions and their assumptions are in actstore.analysis.probes.
+`contrast_bacc_n_blank`); the functions and their assumptions are in actstore.analysis.scores.
 """
 from __future__ import annotations
 
 import numpy as np
 import xarray as xr
 
+from actstore.analysis import scores as sc
 from actstore.catalog import Catalog
 from actstore.errors import UserError
 from actstore.jobs.inputs import (as_json, complete_models, model_grid, open_input_store, per_draw, stack_models,
@@ -40,11 +41,9 @@ def _features(ds: xr.Dataset, models: list[tuple[str, int]], space: str) -> np.n
 
 def _sets(x: np.ndarray, ds: xr.Dataset, names: tuple[str, ...], standardize: bool) -> list[np.ndarray]:
     """Feature sets for the named splits (first = the train split), standardized with train statistics if asked."""
-    from actstore.analysis import probes as pr  # torch: loaded only when probes are fitted
-
     split = _split(ds)
     sets = [x[:, split == n] for n in names]
-    return pr.standardized(*sets) if standardize else sets
+    return sc.standardized(*sets) if standardize else sets
 
 
 def _with_error(name: str, value: np.ndarray, se: np.ndarray, n: np.ndarray | int) -> dict[str, np.ndarray]:
@@ -55,23 +54,23 @@ def _with_error(name: str, value: np.ndarray, se: np.ndarray, n: np.ndarray | in
 def orientation(ds: xr.Dataset, models: list[tuple[str, int]], cfg: dict, seed: int) -> dict[str, np.ndarray]:
     """Sample-efficiency sweep: per train size the chosen L2 and ID/OOD accuracy; AUCs over log2 size.
     Every size is scored on the same test trials, so the AUCs' SEs keep the sizes' covariance (paired_auc_se)."""
-    from actstore.analysis import probes as pr  # torch: loaded only when probes are fitted
+    from actstore.analysis.probes import fit_selected  # torch: loaded only when probes are fitted
 
     x = _features(ds, models, "encoder")
     split, label = _split(ds), np.asarray(ds["label"].values).astype(int)
     k = int(label.max()) + 1
     y = {n: label[split == n] for n in ("train", "val", "test_id", "test_ood")}
-    sizes = pr.feasible_sizes(y["train"], cfg["orientation_train_sizes"], k)
+    sizes = sc.feasible_sizes(y["train"], cfg["orientation_train_sizes"], k)
     if not sizes:
         raise ValueError(f"orientation_task: train split too small for any of {cfg['orientation_train_sizes']}")
     train, val, test_id, test_ood = (x[:, split == n] for n in ("train", "val", "test_id", "test_ood"))
     correct: dict[str, list[np.ndarray]] = {"id": [], "ood": []}
     l2 = []
-    for idx in pr.balanced_subsets(y["train"], sizes, k, seed):
+    for idx in sc.balanced_subsets(y["train"], sizes, k, seed):
         sets = [train[:, idx], val, test_id, test_ood]
         if cfg["standardize"]["orientation"]:
-            sets = pr.standardized(*sets)
-        probes, chosen = pr.fit_selected(sets[0], y["train"][idx], sets[1], y["val"], k, cfg["l2_grid"],
+            sets = sc.standardized(*sets)
+        probes, chosen = fit_selected(sets[0], y["train"][idx], sets[1], y["val"], k, cfg["l2_grid"],
                                          cfg["max_iter"], cfg["tolerance"])
         for test, features in (("id", sets[2]), ("ood", sets[3])):
             correct[test].append(probes.predict(features)[:, 0] == y[f"test_{test}"])
@@ -81,27 +80,27 @@ def orientation(ds: xr.Dataset, models: list[tuple[str, int]], cfg: dict, seed: 
     for test in ("id", "ood"):
         hits = np.stack(correct[test], 1)  # (M, sizes, test trials): each trial correct or not
         acc, n = hits.mean(-1), hits.shape[-1]
-        se = pr.binomial_se(acc, n)
+        se = sc.binomial_se(acc, n)
         if len(sizes) > 1:
-            auc, auc_se = pr.normalized_auc(acc, log_sizes), pr.paired_auc_se(hits, log_sizes)
+            auc, auc_se = sc.normalized_auc(acc, log_sizes), sc.paired_auc_se(hits, log_sizes)
         else:
             auc = auc_se = np.full(len(models), np.nan)
         out.update(_with_error(f"orientation_acc_{test}", acc, se, n))
         out.update(_with_error(f"orientation_{test}", acc[:, -1], se[:, -1], n))
         out.update(_with_error(f"orientation_auc_{test}", auc, auc_se, n))
-        out.update(_with_error(f"orientation_auc_adj_{test}", pr.chance_adjusted(auc, 1.0 / k),
+        out.update(_with_error(f"orientation_auc_adj_{test}", sc.chance_adjusted(auc, 1.0 / k),
                                auc_se / (1.0 - 1.0 / k), n))
     return out
 
 
 def _binary(ds: xr.Dataset, models: list[tuple[str, int]], cfg: dict, task: str) -> tuple[np.ndarray, np.ndarray]:
     """Fit the binary probe on the GRU features (L2 chosen on val); test-split predictions (M, n_test), chosen L2."""
-    from actstore.analysis import probes as pr  # torch: loaded only when probes are fitted
+    from actstore.analysis.probes import fit_selected  # torch: loaded only when probes are fitted
 
     x = _features(ds, models, "gru")
     split, label = _split(ds), np.asarray(ds["label"].values).astype(int)
     train, val, test = _sets(x, ds, ("train", "val", "test"), cfg["standardize"][task])
-    probes, chosen = pr.fit_selected(train, label[split == "train"], val, label[split == "val"], 2,
+    probes, chosen = fit_selected(train, label[split == "train"], val, label[split == "val"], 2,
                                      cfg["l2_grid"], cfg["max_iter"], cfg["tolerance"])
     return probes.predict(test)[:, 0], chosen
 
@@ -112,12 +111,10 @@ LEVELS = {"contrast": ("contrast", "test_contrasts"), "rdk": ("coherence", "test
 def level_grid(ds: xr.Dataset, task: str, label: np.ndarray, level: np.ndarray) -> np.ndarray:
     """The recipe's test levels (store attrs), checked against the test trials: a level without trials (targets,
     for contrast) or a trial at a level outside the grid is an error naming the store and the level."""
-    from actstore.analysis import probes as pr  # torch: loaded only when probes are fitted
-
     name, attr = LEVELS[task]
     grid = np.asarray(ds.attrs[attr], dtype=np.float64)
     scored = level[label == 1] if task == "contrast" else level  # contrast: blanks are no level's trials
-    counts = pr.level_counts(scored, grid)
+    counts = sc.level_counts(scored, grid)
     where = f"{TASKS[task]}.zarr"
     if (counts == 0).any():
         raise UserError(f"{where}: no test trials at {name} {grid[counts == 0].tolist()}, which the recipe's "
@@ -141,30 +138,26 @@ def _test_levels(ds: xr.Dataset, models: list[tuple[str, int]], cfg: dict,
 def contrast(ds: xr.Dataset, models: list[tuple[str, int]], cfg: dict) -> dict[str, np.ndarray]:
     """Balanced accuracy per test contrast and its area over the grid index, normalized to [0, 1]; the AUC's
     SE counts the blanks once, as every level shares them (balanced_auc_se)."""
-    from actstore.analysis import probes as pr  # torch: loaded only when probes are fitted
-
     pred, chosen, label, level, grid = _test_levels(ds, models, cfg, "contrast")
-    bacc = pr.balanced_accuracy_by_level(pred, label, level, grid)
-    hit, rejection, n_target, n_blank = pr.detection_rates(pred, label, level, grid)
-    auc_se = pr.balanced_auc_se(hit, n_target, rejection, n_blank, np.arange(len(grid)))
+    bacc = sc.balanced_accuracy_by_level(pred, label, level, grid)
+    hit, rejection, n_target, n_blank = sc.detection_rates(pred, label, level, grid)
+    auc_se = sc.balanced_auc_se(hit, n_target, rejection, n_blank, np.arange(len(grid)))
     return {"contrast": grid, "contrast_bacc": bacc,
-            "contrast_bacc_se": pr.balanced_accuracy_se(hit, n_target, rejection[:, None], n_blank),
+            "contrast_bacc_se": sc.balanced_accuracy_se(hit, n_target, rejection[:, None], n_blank),
             "contrast_bacc_n_target": np.broadcast_to(n_target, bacc.shape).astype(np.float64),
             "contrast_bacc_n_blank": np.full(bacc.shape, float(n_blank)), "contrast_l2": chosen,
-            **_with_error("contrast_auc", pr.normalized_auc(bacc, np.arange(len(grid))), auc_se, len(label))}
+            **_with_error("contrast_auc", sc.normalized_auc(bacc, np.arange(len(grid))), auc_se, len(label))}
 
 
 def rdk(ds: xr.Dataset, models: list[tuple[str, int]], cfg: dict) -> dict[str, np.ndarray]:
     """Accuracy per test coherence and its area over coherence, normalized by the coherence range; the
     levels are disjoint trials, so the AUC's SE propagates theirs through the trapezoid weights."""
-    from actstore.analysis import probes as pr  # torch: loaded only when probes are fitted
-
     pred, chosen, label, level, grid = _test_levels(ds, models, cfg, "rdk")
-    acc = pr.accuracy_by_level(pred, label, level, grid)
-    n = pr.level_counts(level, grid)
-    se = pr.binomial_se(acc, n)
+    acc = sc.accuracy_by_level(pred, label, level, grid)
+    n = sc.level_counts(level, grid)
+    se = sc.binomial_se(acc, n)
     return {"coherence": grid, **_with_error("rdk_acc", acc, se, n), "rdk_l2": chosen,
-            **_with_error("rdk_auc", pr.normalized_auc(acc, grid), pr.trapezoid_se(se, grid), len(label))}
+            **_with_error("rdk_auc", sc.normalized_auc(acc, grid), sc.trapezoid_se(se, grid), len(label))}
 
 
 LEVEL_DIMS = ("train_size", "contrast", "coherence")
