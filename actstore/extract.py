@@ -23,17 +23,18 @@ from actstore.errors import UserError
 from actstore.features import SPACES, batched_features, resolve_device
 from actstore.models.checkpoint import load_checkpoint, read_meta
 from actstore.store.ledger import ledger_entry, model_problem
-from actstore.store.root import filesystem, model_folder
-from actstore.store.zarrstore import ActivationStore, store_path
+from actstore.store.paths import META, ZARR_MARKER, Layout
+from actstore.store.root import filesystem, join
+from actstore.store.zarrstore import ActivationStore
 
 Model = tuple[str, int]
 
 
 def checkpoint_sha(root: str, arch: str, seed: int) -> str:
     """The checkpoint's sha256 from its metadata; a missing checkpoint is one clear line."""
-    folder = model_folder(root, arch, seed)
+    folder = Layout(root).model(arch, seed)
     fs, path = filesystem(folder)
-    if not fs.exists(f"{path}/model.json"):
+    if not fs.exists(join(path, META)):
         raise UserError(f"{folder}: no checkpoint for {arch}-s{seed}; "
                         f"run `actstore train --arch {arch} --seed {seed}` first")
     return read_meta(folder)["sha256"]
@@ -94,12 +95,12 @@ def open_or_create(catalog: Catalog, root: str, recipe: dict, stimuli_fn: Any, r
     """
     name, rhash = recipe["name"], canonical_hash(recipe)
     data, drawn = data_identity(catalog, root, recipe), draws(catalog, recipe)
-    url = store_path(root, name)
+    url = Layout(root).store(name)
     fs, path = filesystem(url)
     config = zoo_sizes(catalog)
     if fs.exists(path) and rebuild:
         fs.rm(path, recursive=True)
-    if fs.exists(path):
+    if fs.exists(join(path, ZARR_MARKER)):  # a folder without its marker was never published (store/publish.py)
         store = ActivationStore(url)
         sizes = {s.size_key: store.group[s.name].shape[-1] for s in SPACES}
         mismatch = [
@@ -203,7 +204,7 @@ def extract_models(store: ActivationStore, root: str, todo: list[tuple[Model, st
             started = time.perf_counter()
             if seed not in shown:  # read and checked while the checkpoint loads (both mostly release the GIL)
                 shown = {seed: reading.submit(store.frames, seed)}
-            folder = model_folder(root, arch, seed)
+            folder = Layout(root).model(arch, seed)
             twin, _ = load_checkpoint(folder, expect={"arch": arch, **config})
             frames = shown[seed].result()
             if tuple(twin.config["frame_shape"]) != frames.shape[-2:]:

@@ -7,6 +7,7 @@ from typing import Iterator
 import fsspec
 
 from actstore.catalog import Catalog
+from actstore.store.paths import META, ZARR_MARKER, Layout
 from actstore.store.root import filesystem, join
 
 
@@ -80,8 +81,8 @@ def human_bytes(n: float) -> str:
 def status_lines(catalog: Catalog, root: str) -> Iterator[str]:
     """One line per artifact the catalog expects: present, stale (the data, with what is wrong) or missing, and
     its size."""
-    fs, base = fsspec.core.url_to_fs(root)
-    base = base.rstrip("/")
+    layout = Layout(root)
+    fs = filesystem(root)[0]
     yield f"catalog {catalog.path} (profile {catalog.profile}); root {root}"
     from actstore.data.prepare import data_path, data_problem
 
@@ -93,16 +94,17 @@ def status_lines(catalog: Catalog, root: str) -> Iterator[str]:
            + (f"  {problem}" if problem else ""))
     scores = _neural_scores(root, float(catalog["analysis"]["usable_ceiling_fraction"]))
     for arch, seed in catalog.models:
-        folder = f"{base}/models/{arch}-s{seed}"
-        there = fs.exists(f"{folder}/model.json")
+        folder = filesystem(layout.model(arch, seed))[1]
+        there = fs.exists(join(folder, META))
         name = f"{arch}-s{seed}"
         yield (f"  model     {name:<18} {'present' if there else 'missing':<8} {human_bytes(_size(fs, folder))}"
                + (scores.get((arch, seed), "") if there else ""))
     for name in catalog["stimuli"]:
-        path = f"{base}/{name}.zarr"
-        there = fs.exists(path)
+        path = filesystem(layout.store(name))[1]
+        there = fs.exists(join(path, ZARR_MARKER))
         yield (f"  store     {name:<18} {'present' if there else 'missing':<8} {human_bytes(_size(fs, path))}"
-               + (f"  {_completed(join(root, f'{name}.zarr'))}" if there else ""))
+               + (f"  {_completed(layout.store(name))}" if there else ""))
     for name in ("neural", "tuning", "probes", "geometry", "summary"):
-        path = f"{base}/analysis/{name}.zarr"
-        yield f"  analysis  {name:<18} {'present' if fs.exists(path) else 'missing':<8} {human_bytes(_size(fs, path))}"
+        path = filesystem(layout.analysis(name))[1]
+        there = fs.exists(join(path, ZARR_MARKER))
+        yield f"  analysis  {name:<18} {'present' if there else 'missing':<8} {human_bytes(_size(fs, path))}"

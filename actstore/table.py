@@ -8,7 +8,7 @@ import xarray as xr
 from actstore.catalog import Catalog
 from actstore.errors import UserError
 from actstore.store.analysis import open_analysis
-from actstore.store.root import join
+from actstore.store.paths import Layout
 
 KEYS = ["arch", "seed", "unit"]
 # analyses whose (arch, seed[, mouse]) variables become columns (tuning's: its per-model summaries)
@@ -19,7 +19,7 @@ def units(root: str = "stores", catalog: Catalog | None = None) -> pd.DataFrame:
     """The units table; with a catalog, only its zoo's models. UserError when tuning has not been run."""
     tuning = open_analysis(root, "tuning")
     if tuning is None:
-        raise UserError(f"{join(root, 'analysis', 'tuning.zarr')}: not found; run `actstore analyze tuning` first")
+        raise UserError(f"{Layout(root).analysis('tuning')}: not found; run `actstore analyze tuning` first")
     scalars = [name for name, v in tuning.data_vars.items() if set(v.dims) == set(KEYS)]
     table = tuning[scalars].transpose(*KEYS).to_dataframe().reset_index()
     done = tuning["complete"].to_dataframe().reset_index()

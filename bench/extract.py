@@ -19,7 +19,7 @@ import torch
 
 from actstore.catalog import Catalog, deep_merge, load_catalog
 from actstore.extract import extract_models, generate_stimuli, open_or_create, zoo_sizes
-from actstore.store.root import model_folder
+from actstore.store.paths import Layout
 from actstore.features import batched_features, resolve_device
 from actstore.models import build_twin, load_checkpoint, save_checkpoint
 from actstore.store.root import filesystem
@@ -58,7 +58,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as root:
         recipe = catalog.recipe(args.recipe)
         shape = tuple(recipe["frame_shape"])  # the twins see frames of the size they are probed at
-        shas = {(a, 0): save_checkpoint(build_twin(a, shape, **sizes, seed=0), model_folder(root, a, 0))
+        shas = {(a, 0): save_checkpoint(build_twin(a, shape, **sizes, seed=0), Layout(root).model(a, 0))
                 for a in archs}
         started = time.perf_counter()
         store = open_or_create(catalog, root, recipe, lambda: generate_stimuli(catalog, root, recipe), rebuild=False)
@@ -69,11 +69,11 @@ def main() -> None:
         print(f"{'arch':<16}{'bare s':>8}{'extract s':>11}{'wall ratio':>12}{'CPU ratio':>11}{'B/value':>9}")
         fs, path = filesystem(store.url)
         for arch in archs:
-            twin, _ = load_checkpoint(model_folder(root, arch, 0))
+            twin, _ = load_checkpoint(Layout(root).model(arch, 0))
             list(batched_features(twin, frames[:batch_size], batch_size, device, 5))  # warm-up
             bare, full = [], []
             for _ in range(args.repeats):
-                bare.append(timed(lambda: bare_forward(model_folder(root, arch, 0), frames, batch_size, device)))
+                bare.append(timed(lambda: bare_forward(Layout(root).model(arch, 0), frames, batch_size, device)))
                 full.append(timed(lambda: extract_models(store, root, [((arch, 0), "bench")], shas, sizes,
                                                          device, batch_size)))
             (bw, bc), (fw, fc) = [tuple(min(x) for x in zip(*t)) for t in (bare, full)]

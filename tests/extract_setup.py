@@ -10,7 +10,7 @@ from pathlib import Path
 import yaml
 
 from actstore.catalog import Catalog, load_catalog
-from actstore.store.root import model_folder
+from actstore.store.paths import Layout
 from actstore.models import build_twin, save_checkpoint
 
 REPO = Path(__file__).resolve().parent.parent
@@ -46,7 +46,7 @@ def save_zoo(catalog: Catalog, root: str, init: int = 0) -> dict[tuple[str, int]
     return {
         (arch, seed): save_checkpoint(
             build_twin(arch, encoder_dim=zoo["encoder_dim"], hidden_dim=zoo["hidden_dim"], seed=seed + init),
-            model_folder(root, arch, seed), {"note": "untrained test model"})
+            Layout(root).model(arch, seed), {"note": "untrained test model"})
         for arch, seed in catalog.models
     }
 

@@ -18,11 +18,10 @@ from actstore.cli import main
 from actstore.data import data_fingerprint, load_sessions, prepare_data
 from actstore.errors import UserError
 from actstore.extract import extract
-from actstore.store.root import model_folder
+from actstore.store.paths import Layout
 from actstore.models import build_twin, load_checkpoint, save_checkpoint
 from actstore.stimuli import draw_seed, generate
 from actstore.store.ledger import verify
-from actstore.store.zarrstore import store_path
 from extract_setup import cli, make_catalog, save_zoo, write_catalog
 
 # 8 x 3 x 4 x 1 = 96 gratings in batches of 8: many batches and chunks per model, so a kill lands mid-way.
@@ -65,7 +64,7 @@ def test_second_run_does_no_forward_pass_and_writes_nothing(catalog, tmp_path):
     save_zoo(catalog, root)
     first = extract(catalog, root, "tuning_grid", device="cpu")
     assert [line.split(" extracted")[0] for line in first] == ["tuning_grid: xu_cnn-s0", "tuning_grid: alexnet-s0"]
-    store = Path(store_path(root, "tuning_grid"))
+    store = Path(Layout(root).store("tuning_grid"))
     before = {p: p.stat().st_mtime_ns for p in store.rglob("*")}
     calls = []
     hook = torch.nn.modules.module.register_module_forward_hook(lambda m, i, o: calls.append(type(m).__name__))
@@ -83,13 +82,13 @@ def test_changed_checkpoint_reextracts_only_that_model(catalog, tmp_path):
     save_zoo(catalog, root)
     extract(catalog, root, "tuning_grid", device="cpu")
     alexnet_before = actstore.open_store("tuning_grid", root=root)["encoder"].sel(arch="alexnet").values
-    save_checkpoint(build_twin("xu_cnn", encoder_dim=16, hidden_dim=32, seed=7), model_folder(root, "xu_cnn", 0))
+    save_checkpoint(build_twin("xu_cnn", encoder_dim=16, hidden_dim=32, seed=7), Layout(root).model("xu_cnn", 0))
     lines = extract(catalog, root, "tuning_grid", device="cpu")
     assert lines[0].startswith("tuning_grid: xu_cnn-s0 re-extracted (checkpoint changed)")
     assert lines[1] == "tuning_grid: alexnet-s0 up to date"
     ds = actstore.open_store("tuning_grid", root=root)
     np.testing.assert_array_equal(ds["encoder"].sel(arch="alexnet").values, alexnet_before)
-    twin, _ = load_checkpoint(model_folder(root, "xu_cnn", 0))
+    twin, _ = load_checkpoint(Layout(root).model("xu_cnn", 0))
     with torch.inference_mode():
         enc = twin.eval().encode(torch.from_numpy(ds["stimulus"].values.reshape(-1, 1, 1, 60, 80)))
     np.testing.assert_allclose(ds["encoder"].sel(arch="xu_cnn", seed=0).values.reshape(-1, 16), enc[:, 0].numpy(),
@@ -100,14 +99,14 @@ def test_changed_recipe_is_refused_unless_rebuilt(catalog, tmp_path):
     root = str(tmp_path / "root")
     save_zoo(catalog, root)
     extract(catalog, root, "tuning_grid", archs=["xu_cnn"], device="cpu")
-    before = _files(store_path(root, "tuning_grid"))
+    before = _files(Layout(root).store("tuning_grid"))
     other = make_catalog(tmp_path / "cat2", grid={"orientation_deg": {"num": 3}, "sf_cpp": {"num": 2},
                                                   "phase_deg": {"num": 2}, "contrast": [1.0]})
     with pytest.raises(UserError, match=r"tuning_grid\.zarr: written by another version of recipe 'tuning_grid' "
                                         r".*rerun `actstore extract --recipe tuning_grid --rebuild`") as err:
         extract(other, root, "tuning_grid", archs=["xu_cnn"], device="cpu")
     assert "\n" not in str(err.value)
-    assert _files(store_path(root, "tuning_grid")) == before
+    assert _files(Layout(root).store("tuning_grid")) == before
     lines = extract(other, root, "tuning_grid", archs=["xu_cnn"], device="cpu", rebuild=True)
     assert len(lines) == 1 and lines[0].startswith("tuning_grid: xu_cnn-s0 extracted: 12 stimuli on cpu")
     ds = actstore.open_store("tuning_grid", root=root)
@@ -124,7 +123,7 @@ def test_missing_checkpoint_is_one_clear_line(catalog, tmp_path, capsys):
     err = capsys.readouterr().err
     assert err == (f"actstore: error: {root}/models/alexnet-s0: no checkpoint for alexnet-s0; "
                    "run `actstore train --arch alexnet --seed 0` first\n")
-    assert not Path(store_path(root, "tuning_grid")).exists()
+    assert not Path(Layout(root).store("tuning_grid")).exists()
 
 
 def test_arch_outside_the_zoo_is_refused(catalog, tmp_path):
@@ -144,7 +143,7 @@ def test_clips_keep_frames_and_gru_restarts_each_chunk(catalog, tmp_path):
     assert set(ds["split"].values.tolist()) == {"train", "val", "test"}
     whole = actstore.open_store("rdk_task", root=root)       # one seed: the per-seed layout all the same
     assert whole["label"].dims == ("seed", "trial") and whole["split"].dims == ("trial",)
-    twin, _ = load_checkpoint(model_folder(root, "xu_cnn", 0))
+    twin, _ = load_checkpoint(Layout(root).model("xu_cnn", 0))
     clips = torch.from_numpy(stimuli["stimulus"].values[:, :, None])
     with torch.inference_mode():
         enc = twin.eval().encode(clips)
@@ -177,7 +176,7 @@ def test_sigkill_mid_extraction_resumes_bit_identical(reference, tmp_path):
     root = str(tmp_path / "root")
     _copy_models(ref_root, root)
     proc = cli(catalog_path, root, "extract", "--recipe", "tuning_grid", "--device", "cpu")
-    first_chunks = Path(store_path(root, "tuning_grid")) / "encoder" / "c" / "0"
+    first_chunks = Path(Layout(root).store("tuning_grid")) / "encoder" / "c" / "0"
     deadline = time.monotonic() + 120
     while not (first_chunks.exists() and any(first_chunks.rglob("*"))) and proc.poll() is None:
         assert time.monotonic() < deadline, "extraction never started writing"
@@ -185,12 +184,12 @@ def test_sigkill_mid_extraction_resumes_bit_identical(reference, tmp_path):
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     assert proc.returncode == -signal.SIGKILL, proc.stderr.read()
-    store = store_path(root, "tuning_grid")
+    store = Layout(root).store("tuning_grid")
     assert verify(store) != {("xu_cnn", 0): "ok", ("alexnet", 0): "ok"}, "the kill came too late"
     catalog = actstore.catalog.load_catalog(catalog_path, "test")
     lines = extract(catalog, root, "tuning_grid", device="cpu")
     assert any(" extracted: " in line for line in lines)
-    assert _files(store) == _files(store_path(ref_root, "tuning_grid"))
+    assert _files(store) == _files(Layout(ref_root).store("tuning_grid"))
 
 
 def test_two_processes_extract_different_models_at_once(reference, tmp_path):
@@ -202,9 +201,9 @@ def test_two_processes_extract_different_models_at_once(reference, tmp_path):
     outs = [p.communicate(timeout=300) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], [o[1][-2000:] for o in outs]
     assert "xu_cnn-s0 extracted" in outs[0][0] and "alexnet-s0 extracted" in outs[1][0]
-    store = store_path(root, "tuning_grid")
+    store = Layout(root).store("tuning_grid")
     assert verify(store) == {("xu_cnn", 0): "ok", ("alexnet", 0): "ok"}
-    assert _files(store) == _files(store_path(ref_root, "tuning_grid"))
+    assert _files(store) == _files(Layout(ref_root).store("tuning_grid"))
     assert not [p.name for p in Path(root).iterdir() if p.name.endswith(".tmp")]
 
 
@@ -227,7 +226,7 @@ def test_task_stimuli_are_drawn_per_model_seed_and_plain_xarray_opens_them(tmp_p
     catalog, root = _two_seed_catalog(tmp_path), str(tmp_path / "root")
     save_zoo(catalog, root)
     extract(catalog, root, "orientation_task", device="cpu")
-    ds = xr.open_zarr(store_path(root, "orientation_task"))
+    ds = xr.open_zarr(Layout(root).store("orientation_task"))
     assert ds["stimulus"].dims == ("seed", "trial", "y", "x") and ds["label"].dims == ("seed", "trial")
     assert ds["split"].dims == ("trial",)                            # the same layout in every draw
     recipe = catalog.recipe("orientation_task")
@@ -236,7 +235,7 @@ def test_task_stimuli_are_drawn_per_model_seed_and_plain_xarray_opens_them(tmp_p
         np.testing.assert_array_equal(ds["stimulus"].sel(seed=seed).values, own["stimulus"].values)
         np.testing.assert_array_equal(ds["label"].sel(seed=seed).values, own["label"].values)
     assert not np.array_equal(ds["label"].sel(seed=0).values, ds["label"].sel(seed=1).values)
-    twin, _ = load_checkpoint(model_folder(root, "xu_cnn", 1))
+    twin, _ = load_checkpoint(Layout(root).model("xu_cnn", 1))
     frames = torch.from_numpy(ds["stimulus"].sel(seed=1).values[:4, None, None])
     with torch.inference_mode():
         want = twin.eval().encode(frames)[:, 0].numpy()
@@ -244,7 +243,7 @@ def test_task_stimuli_are_drawn_per_model_seed_and_plain_xarray_opens_them(tmp_p
     shared, shared_root = _two_seed_catalog(tmp_path / "global", stimulus_draws="global"), str(tmp_path / "global_root")
     save_zoo(shared, shared_root)
     extract(shared, shared_root, "orientation_task", device="cpu")
-    one = xr.open_zarr(store_path(shared_root, "orientation_task"))
+    one = xr.open_zarr(Layout(shared_root).store("orientation_task"))
     assert one["stimulus"].dims == ("trial", "y", "x") and one.attrs["stimulus_draws"] == "global"
     np.testing.assert_array_equal(one["label"].values, generate(recipe, catalog["run_seed"])["label"].values)
 
@@ -260,10 +259,10 @@ def test_a_changed_run_seed_is_refused_in_one_line_then_rebuilt(tmp_path):
     moved = Catalog(catalog.path, catalog.profile, deep_merge(catalog.cfg, {"run_seed": 7}))
     with pytest.raises(UserError) as err:
         extract(moved, root, "orientation_task", device="cpu")
-    assert str(err.value) == (f"{store_path(root, 'orientation_task')}: drawn with run_seed 0, the catalog now has 7; "
+    assert str(err.value) == (f"{Layout(root).store('orientation_task')}: drawn with run_seed 0, the catalog now has 7; "
                               "rerun `actstore extract --recipe orientation_task --rebuild` to replace it")
     extract(moved, root, "orientation_task", device="cpu", rebuild=True)
-    ds = xr.open_zarr(store_path(root, "orientation_task"))
+    ds = xr.open_zarr(Layout(root).store("orientation_task"))
     own = generate(moved.recipe("orientation_task"), draw_seed(7, 1))
     np.testing.assert_array_equal(ds["label"].sel(seed=1).values, own["label"].values)
     assert int(ds.attrs["run_seed"]) == 7 and bool(ds["complete"].all())

@@ -22,13 +22,13 @@ import xarray as xr
 import actstore
 from actstore.errors import UserError
 from actstore.extract import extract
-from actstore.store.root import model_folder
+from actstore.store.paths import Layout
 from actstore.models import load_checkpoint
 from actstore.stimuli import generate
 from actstore.store.layout import chunk_runs, stimulus_chunks
 from actstore.store.ledger import verify
 from actstore.store.root import filesystem
-from actstore.store.zarrstore import ActivationStore, store_path
+from actstore.store.zarrstore import ActivationStore
 from extract_setup import make_catalog, save_zoo
 
 GRID_DIMS = ("orientation", "sf", "phase", "contrast")
@@ -75,7 +75,7 @@ def root(pristine, tmp_path):
 
 @pytest.fixture
 def extracted(root):
-    return store_path(root, "tuning_grid")
+    return Layout(root).store("tuning_grid")
 
 
 def _chunk_file(url: str, space: str, arch_index: int) -> str:
@@ -97,7 +97,7 @@ def test_layout_values_and_frames_are_the_twins(catalog, root, extracted):
     np.testing.assert_array_equal(ds["sf"].values, stimuli["sf"].values)
     frames = torch.from_numpy(stimuli["stimulus"].values.reshape(-1, 1, 1, 60, 80))
     for arch in ("xu_cnn", "alexnet"):
-        twin, _ = load_checkpoint(model_folder(root, arch, 0))
+        twin, _ = load_checkpoint(Layout(root).model(arch, 0))
         with torch.inference_mode():
             enc = twin.eval().encode(frames)
             gru = twin.recur(enc)
@@ -106,7 +106,7 @@ def test_layout_values_and_frames_are_the_twins(catalog, root, extracted):
         np.testing.assert_allclose(stored["gru"].values.reshape(-1, 32), gru.numpy(), rtol=1e-5, atol=1e-6)
     entry = json.loads(str(ds["provenance"].sel(arch="alexnet", seed=0).values))
     assert entry["checkpoint_sha256"] == json.loads(fsspec.open(
-        f"{model_folder(root, 'alexnet', 0)}/model.json").open().read())["sha256"]
+        f"{Layout(root).model('alexnet', 0)}/model.json").open().read())["sha256"]
     assert entry["recipe_hash"] == ds.attrs["recipe_hash"] == catalog.recipe_hash("tuning_grid")
     assert {"code_version", "device", "time"} <= entry.keys()
     assert verify(extracted) == {("xu_cnn", 0): "ok", ("alexnet", 0): "ok"}
@@ -184,7 +184,7 @@ def test_xarray_alone_reads_the_same_numbers(tmp_path, catalog):
     root = str(tmp_path / "root")
     save_zoo(catalog, root)
     extract(catalog, root, "tuning_grid", device="cpu")
-    path = store_path(root, "tuning_grid")
+    path = Layout(root).store("tuning_grid")
     out = tmp_path / "plain.npz"
     script = (
         "import sys, numpy as np, xarray as xr\n"
@@ -208,7 +208,7 @@ def test_tensorstore_reads_the_same_numbers(tmp_path, catalog):
     root = str(tmp_path / "root")
     save_zoo(catalog, root)
     extract(catalog, root, "tuning_grid", archs=["alexnet"], device="cpu")
-    path = store_path(root, "tuning_grid")
+    path = Layout(root).store("tuning_grid")
     ds = actstore.open_store("tuning_grid", root=root)
 
     def read(name: str) -> np.ndarray:

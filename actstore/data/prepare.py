@@ -14,6 +14,7 @@ from actstore.catalog import Catalog, canonical_hash
 from actstore.data import xu2023
 from actstore.data.session import Session
 from actstore.errors import UserError
+from actstore.store.paths import Layout
 from actstore.store.root import filesystem, join
 
 MANIFEST_FORMAT = 1
@@ -23,15 +24,14 @@ RELEASE_SCALING = {"xu2023": "per_segment", "parker2022": "per_session", "synthe
 
 def data_path(catalog: Catalog, root: str) -> str:
     """data.path resolved: absolute paths and URLs as they are, anything else under the root."""
-    p = catalog["data"]["path"]
-    return p if p.startswith("/") or "://" in p else join(root, p)
+    return Layout(root).data(catalog["data"]["path"])
 
 
 def manifest_path(catalog: Catalog, root: str) -> str:
     """Where the manifest of the catalog's data lives (see the module docstring)."""
     if catalog["data"]["source"] == "synthetic":
         return join(data_path(catalog, root), "manifest.json")
-    return join(root, "data", f"{catalog['data']['source']}.manifest.json")
+    return Layout(root).manifest(catalog["data"]["source"])
 
 
 def frame_scaling(data: dict) -> str:

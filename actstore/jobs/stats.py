@@ -3,33 +3,18 @@ and analysis/summary.csv (one row per arch, seed, with its ceiling_fraction and 
 statistics use usable twins only). Missing analyses read as NaN columns."""
 from __future__ import annotations
 
-import uuid
-
 import numpy as np
 
 from actstore.analysis.stats import COLUMNS, model_table, summary
 from actstore.catalog import Catalog, canonical_hash
 from actstore.jobs.inputs import as_json, text_as_objects, up_to_date
 from actstore.store.analysis import open_analysis, write_analysis
-from actstore.store.root import filesystem, join
+from actstore.store.paths import Layout
+from actstore.store.publish import publish_file
+from actstore.store.root import filesystem
 
 VERSION = "stats/2"
 SOURCES = ("neural", "probes", "tuning", "geometry")
-
-
-def csv_path(root: str) -> str:
-    return join(root, "analysis", "summary.csv")
-
-
-def _write_csv(text: str, root: str) -> str:
-    """Write the CSV under a temporary name, then move it into place."""
-    final = csv_path(root)
-    fs, path = filesystem(final)
-    tmp = f"{path}.{uuid.uuid4().hex[:8]}.tmp"
-    with fs.open(tmp, "w") as f:
-        f.write(text)
-    fs.mv(tmp, path)
-    return final
 
 
 def run(catalog: Catalog, root: str) -> list[str]:
@@ -40,12 +25,13 @@ def run(catalog: Catalog, root: str) -> list[str]:
     table = model_table(archs, seeds, **found, usable_fraction=threshold)
     inputs = {"version": VERSION, "archs": archs, "seeds": seeds, "usable_ceiling_fraction": threshold,
               "table": canonical_hash({c: table[c].values.tolist() for c in table.data_vars})}
-    fs, csv = filesystem(csv_path(root))
+    csv_url = Layout(root).summary_csv
+    fs, csv = filesystem(csv_url)
     if up_to_date(root, "summary", inputs) and fs.exists(csv):
         return ["stats: up to date"]
     result = summary(table)
     path = write_analysis(text_as_objects(result), root, "summary", as_json(inputs))
-    _write_csv(table.to_dataframe().reset_index().to_csv(index=False), root)
+    publish_file(csv_url, table.to_dataframe().reset_index().to_csv(index=False).encode())
     missing = [name for name, ds in found.items() if ds is None]
     head = result["r"].sel(level="arch")
     finite = int(np.isfinite(head.values).sum())
@@ -53,4 +39,4 @@ def run(catalog: Catalog, root: str) -> list[str]:
     usable = int((table["usable"].values & scored).sum())
     return [f"stats: {len(archs) * len(seeds)} models x {len(COLUMNS)} columns, {usable}/{scored.sum()} scored twins "
             f"usable (>= {100 * threshold:g}% of the noise ceiling), {finite}/{head.size} pairs with r over them"
-            + (f"; missing: {', '.join(missing)}" if missing else ""), f"stats: wrote {path} and {csv_path(root)}"]
+            + (f"; missing: {', '.join(missing)}" if missing else ""), f"stats: wrote {path} and {csv_url}"]

@@ -15,40 +15,35 @@ from typing import TYPE_CHECKING, Any
 import fsspec
 
 from actstore.errors import UserError
+from actstore.store.paths import META, WEIGHTS
+from actstore.store.publish import publish_file
 
 if TYPE_CHECKING:
     from actstore.models.twin import DigitalTwin
 
 FORMAT = "actstore-checkpoint/1"
-WEIGHTS, META = "model.pt", "model.json"
 
 
 def _join(folder: str, name: str) -> str:
     return f"{str(folder).rstrip('/')}/{name}"
 
 
-def _write_atomic(fs: fsspec.AbstractFileSystem, path: str, data: bytes) -> None:
-    tmp = path + ".tmp"
-    with fs.open(tmp, "wb") as f:
-        f.write(data)
-    fs.mv(tmp, path)
-
-
 def save_checkpoint(twin: DigitalTwin, folder: str, provenance: dict[str, Any] | None = None) -> str:
     """Write weights then metadata (metadata last: a folder without it is not a checkpoint). Returns the sha256."""
     import torch
 
-    fs, path = fsspec.core.url_to_fs(str(folder))
-    fs.makedirs(path, exist_ok=True)
     buf = io.BytesIO()
     # keys in sorted order: model.json stores the mice sorted, so a reloaded twin lists its readouts in another
     # order than the one trained; sorted keys make the bytes (and the sha256) depend on the weights alone
     torch.save({k: v.detach().cpu() for k, v in sorted(twin.state_dict().items())}, buf)
     data = buf.getvalue()
     digest = hashlib.sha256(data).hexdigest()
-    _write_atomic(fs, _join(path, WEIGHTS), data)
+    fs, path = fsspec.core.url_to_fs(str(folder))
+    if fs.exists(_join(path, META)):  # the old metadata goes first: a reader never pairs it with the new weights
+        fs.rm_file(_join(path, META))
+    publish_file(_join(str(folder), WEIGHTS), data)
     meta = {"format": FORMAT, "config": twin.config, "sha256": digest, "provenance": provenance or {}}
-    _write_atomic(fs, _join(path, META), json.dumps(meta, indent=2, sort_keys=True).encode())
+    publish_file(_join(str(folder), META), json.dumps(meta, indent=2, sort_keys=True).encode())
     return digest
 
 

@@ -1,7 +1,7 @@
 """`actstore report`: the study's figures and `<root>/report/index.html`, built from the analysis outputs.
 
 The report is up to date (nothing is redrawn) while the analyses' recorded inputs and the ground
-truth's inputs are unchanged. It is built in a temporary folder and moved into place whole, so a
+truth's inputs are unchanged. It is built in a temporary folder and published whole (index.html last), so a
 killed run never leaves a half report. Missing inputs become notes in the page, never errors.
 """
 from __future__ import annotations
@@ -9,13 +9,14 @@ from __future__ import annotations
 import io
 import json
 import time
-import uuid
 from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
 from actstore.catalog import Catalog, canonical_hash
-from actstore.store.root import filesystem, join, replace_folder
+from actstore.store.paths import REPORT_MARKER, Layout
+from actstore.store.publish import publish_folder
+from actstore.store.root import filesystem, join
 
 if TYPE_CHECKING:
     import xarray as xr
@@ -27,10 +28,6 @@ VERSION = "report/1"
 ANALYSES = ("neural", "tuning", "probes", "geometry", "summary")
 INPUTS_FILE = "inputs.json"
 DPI = 100
-
-
-def report_path(root: str) -> str:
-    return join(root, "report")
 
 
 def report_inputs(catalog: Catalog, root: str) -> dict[str, Any]:
@@ -314,7 +311,7 @@ def _png(fig: Figure) -> bytes:
 
 
 def _up_to_date(fs, folder: str, inputs: dict) -> bool:
-    index, record = f"{folder}/index.html", f"{folder}/{INPUTS_FILE}"
+    index, record = f"{folder}/{REPORT_MARKER}", f"{folder}/{INPUTS_FILE}"
     if not (fs.exists(index) and fs.exists(record)):
         return False
     with fs.open(record, "r") as f:
@@ -326,25 +323,28 @@ def build_report(catalog: Catalog, root: str) -> list[str]:
     is drawn from has changed. Returns summary lines; the last names the index.html path."""
     from actstore.report.html import page
 
-    final = report_path(root)
-    index = join(final, "index.html")
+    final = Layout(root).report
+    index = join(final, REPORT_MARKER)
     fs, final_path = filesystem(final)
     inputs = report_inputs(catalog, root)
     if _up_to_date(fs, final_path, inputs):
         return [f"report: up to date ({index})"]
     sections, figures = report_content(catalog, root)
-    _, tmp = filesystem(join(root, f".report.{uuid.uuid4().hex[:8]}.tmp"))
-    fs.makedirs(tmp, exist_ok=True)
-    for section in sections:
-        if section.key in figures:
-            section.image = f"{section.key}.png"
-            _write(fs, f"{tmp}/{section.image}", _png(figures[section.key]))
     meta = [f"catalog: {catalog.path} (profile {catalog.profile}); root: {root}",
             f"models: {len(catalog.models)} ({len(catalog['zoo']['archs'])} architectures x "
             f"{len(catalog['zoo']['seeds'])} seeds); inputs {canonical_hash(inputs)[:12]}",
             f"generated {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}"]
-    _write(fs, f"{tmp}/index.html", page(f"actstore report: {catalog['name']}", meta, sections).encode())
-    _write(fs, f"{tmp}/{INPUTS_FILE}", json.dumps(inputs, indent=1, sort_keys=True).encode())
-    replace_folder(fs, tmp, final_path)
+
+    def build(tmp_url: str) -> None:
+        tmp = filesystem(tmp_url)[1]
+        fs.makedirs(tmp, exist_ok=True)
+        for section in sections:
+            if section.key in figures:
+                section.image = f"{section.key}.png"
+                _write(fs, f"{tmp}/{section.image}", _png(figures[section.key]))
+        _write(fs, f"{tmp}/{INPUTS_FILE}", json.dumps(inputs, indent=1, sort_keys=True).encode())
+        _write(fs, f"{tmp}/{REPORT_MARKER}", page(f"actstore report: {catalog['name']}", meta, sections).encode())
+
+    publish_folder(final, build, REPORT_MARKER)
     notes = sum(len(s.notes) for s in sections)
     return [f"report: {len(figures)} figures, {len(sections)} sections, {notes} notes", f"report: wrote {index}"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from actstore.errors import UserError
+from actstore.store.paths import ZARR_MARKER, Layout
 from actstore.store.root import filesystem, join, zarr_location
 
 if TYPE_CHECKING:
@@ -17,9 +18,9 @@ def open_store(name: str, root: str = "stores") -> "xr.Dataset":
 
     from actstore.store.zarrstore import quiet_zarr
 
-    url = join(root, f"{name}.zarr")
+    url = Layout(root).store(name)
     fs, path = filesystem(url)
-    if not fs.exists(f"{path}/zarr.json"):
+    if not fs.exists(join(path, ZARR_MARKER)):
         raise UserError(f"{url}: no such store; run `actstore extract --recipe {name}` first")
     with quiet_zarr():
         ds = xr.open_zarr(zarr_location(url), consolidated=True)

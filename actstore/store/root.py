@@ -14,11 +14,6 @@ def join(root: str, *parts: str) -> str:
     return "/".join([str(root).rstrip("/"), *[p.strip("/") for p in parts]])
 
 
-def model_folder(root: str, arch: str, seed: int) -> str:
-    """`<root>/models/<arch>-s<seed>`: one checkpoint folder per zoo model."""
-    return join(root, "models", f"{arch}-s{seed}")
-
-
 def filesystem(url: str) -> tuple[fsspec.AbstractFileSystem, str]:
     """The fsspec filesystem of a path or URL, and the path inside it."""
     return fsspec.core.url_to_fs(str(url))
@@ -53,13 +48,3 @@ def zarr_location(url: str) -> str:
     fs, path = filesystem(url)
     return path if isinstance(fs, LocalFileSystem) else str(url)
 
-
-def replace_folder(fs: fsspec.AbstractFileSystem, tmp: str, final: str) -> None:
-    """Move the finished folder `tmp` to `final`, replacing any older one: readers see old or new, never half."""
-    old = None
-    if fs.exists(final):
-        old = f"{tmp}.old"
-        fs.mv(final, old, recursive=True)
-    fs.mv(tmp, final, recursive=True)
-    if old is not None:
-        fs.rm(old, recursive=True)

@@ -2,27 +2,25 @@
 
 Every array is created with the store (NaN / False fill), so metadata and consolidated
 metadata never change afterwards and concurrent writers only ever touch their own
-model's chunks. A store is built under a temporary name and moved into place whole.
+model's chunks. A store is built under a temporary name and published whole (store/publish.py).
 """
 from __future__ import annotations
 
 import hashlib
-import os
-import uuid
 import warnings
 from contextlib import contextmanager
 from math import prod
 from typing import Any, Iterator
 
-import fsspec
 import numpy as np
 import xarray as xr
 import zarr
-from fsspec.implementations.local import LocalFileSystem
 
 from actstore.errors import UserError
 from actstore.store.layout import chunk_runs, stimulus_chunks
-from actstore.store.root import filesystem, join, zarr_location
+from actstore.store.paths import ZARR_MARKER
+from actstore.store.publish import publish_folder
+from actstore.store.root import zarr_location
 
 STORE_FORMAT = "actstore-store/1"
 MODEL_DIMS = ("arch", "seed")
@@ -35,10 +33,6 @@ def quiet_zarr() -> Iterator[None]:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Consolidated metadata", category=UserWarning)
         yield
-
-
-def store_path(root: str, name: str) -> str:
-    return join(root, f"{name}.zarr")
 
 
 def sha256_of(values: np.ndarray) -> str:
@@ -122,7 +116,7 @@ class ActivationStore:
     def create(cls, url: str, stimuli: xr.Dataset, models: list[tuple[str, int]],
                spaces: dict[str, tuple[tuple[str, int], ...]], attrs: dict[str, Any],
                target_bytes: int) -> "ActivationStore":
-        """Write the whole empty store under a temporary name, then move it into place.
+        """Write the whole empty store under a temporary name, then publish it.
 
         If another process published the same store first, theirs is kept and opened.
         """
@@ -136,15 +130,13 @@ class ActivationStore:
         }
         if "seed" in stimuli["stimulus"].dims:  # per-seed draws: each seed's frames are checked on their own
             template.attrs["stimulus_sha256_by_seed"] = [sha256_of(v) for v in template["stimulus"].values]
-        parent, _, base = url.rpartition("/")
-        tmp_name = f".{base}.{uuid.uuid4().hex[:8]}.tmp"
-        tmp_url = f"{parent}/{tmp_name}" if parent else tmp_name
-        fs, final = filesystem(url)
-        tmp = filesystem(tmp_url)[1]
-        with quiet_zarr():
-            template.to_zarr(zarr_location(tmp_url), mode="w-", zarr_format=3, consolidated=True, compute=False,
-                             encoding=encoding)
-        _publish(fs, tmp, final)
+
+        def build(tmp_url: str) -> None:
+            with quiet_zarr():
+                template.to_zarr(zarr_location(tmp_url), mode="w-", zarr_format=3, consolidated=True, compute=False,
+                                 encoding=encoding)
+
+        publish_folder(url, build, ZARR_MARKER, replace=False)
         return cls(url)
 
     # --------------------------------------------------------------------- models
@@ -213,17 +205,3 @@ class ActivationStore:
         i, j = self.slot(arch, seed)
         return str(self.group["provenance"][i, j])
 
-
-def _publish(fs: fsspec.AbstractFileSystem, tmp: str, final: str) -> None:
-    """Move a finished store into place, unless one already is (then the temporary copy is dropped)."""
-    if isinstance(fs, LocalFileSystem):
-        try:
-            os.rename(tmp, final)  # atomic; fails when another process published first
-            return
-        except OSError:
-            if not os.path.isdir(final):
-                raise
-    elif not fs.exists(final):
-        fs.mv(tmp, final, recursive=True)
-        return
-    fs.rm(tmp, recursive=True)

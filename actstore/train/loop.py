@@ -23,13 +23,14 @@ from actstore.data.session import Session
 from actstore.errors import UserError
 from actstore.models.checkpoint import load_checkpoint, save_checkpoint
 from actstore.models.twin import DigitalTwin, build_twin
+from actstore.store.paths import RESUME
+from actstore.store.publish import publish_file
 from actstore.store.root import filesystem, join
 from actstore.train.datainit import data_dependent_init
 from actstore.train.dataset import Batch, epoch_batches, make_batch, select_chunks, window_rates
 from actstore.train.evaluate import neural_scores, test_targets, validation_scores
 from actstore.train.zoo import Spec, model_status
 
-RESUME = "resume.pt"
 INIT_STREAM = 2**31 - 1  # the init's random draws use a stream no epoch number reaches
 
 
@@ -50,13 +51,9 @@ def _cpu_state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 
 def _save_resume(folder: str, state: dict[str, Any]) -> None:
-    fs, path = filesystem(join(folder, RESUME))
-    fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
     buf = io.BytesIO()
     torch.save(state, buf)
-    with fs.open(path + ".tmp", "wb") as f:
-        f.write(buf.getvalue())
-    fs.mv(path + ".tmp", path)
+    publish_file(join(folder, RESUME), buf.getvalue())
 
 
 def _load_resume(folder: str, key: dict[str, str]) -> dict[str, Any] | None:

@@ -13,7 +13,8 @@ import xarray as xr
 from actstore.catalog import Catalog
 from actstore.models.checkpoint import read_meta
 from actstore.store.analysis import analysis_inputs, write_analysis
-from actstore.store.root import filesystem, join, model_folder
+from actstore.store.paths import META, Layout
+from actstore.store.root import filesystem, join
 
 SCORING_VERSION = 4  # bump when the metrics change: existing checkpoints are then re-scored, not retrained
 
@@ -21,8 +22,8 @@ SCORING_VERSION = 4  # bump when the metrics change: existing checkpoints are th
 def _existing_metas(catalog: Catalog, root: str) -> dict[tuple[str, int], dict[str, Any]]:
     metas = {}
     for arch, seed in catalog.models:
-        folder = model_folder(root, arch, seed)
-        fs, path = filesystem(join(folder, "model.json"))
+        folder = Layout(root).model(arch, seed)
+        fs, path = filesystem(join(folder, META))
         if fs.exists(path):
             meta = read_meta(folder)
             if "neural" in meta.get("provenance", {}):

@@ -12,7 +12,8 @@ from actstore.catalog import Catalog, canonical_hash
 from actstore.errors import UserError
 from actstore.models.checkpoint import read_meta
 from actstore.status import ceiling_text
-from actstore.store.root import filesystem, join, model_folder
+from actstore.store.paths import META, Layout
+from actstore.store.root import filesystem, join
 from actstore.train.neural import SCORING_VERSION, write_neural
 
 
@@ -59,7 +60,7 @@ def spec_for(catalog: Catalog, arch: str, seed: int, fingerprint: str) -> Spec:
 
 def model_status(folder: str, spec: Spec) -> tuple[str, dict[str, Any] | None]:
     """('up to date' | 're-score' | 'train', model.json): re-score when only the scoring (settings, metric) changed."""
-    fs, path = filesystem(join(folder, "model.json"))
+    fs, path = filesystem(join(folder, META))
     if not fs.exists(path):
         return "train", None
     try:
@@ -98,7 +99,7 @@ def train_zoo(catalog: Catalog, root: str, archs: list[str] | None = None, seeds
     lines = []
     for arch, seed in models:
         spec = spec_for(catalog, arch, seed, fingerprint)
-        folder = model_folder(root, arch, seed)
+        folder = Layout(root).model(arch, seed)
         if model_status(folder, spec)[0] == "up to date":
             line = result_line(spec.name, {"status": "up to date"})
         else:  # work to do: only now torch and the recordings load

@@ -1,0 +1,135 @@
+"""Putting finished files and folders in place, so a reader sees the old one or the new one, never half of either.
+
+Local disks (plain paths and file://). A file is written beside its target, then os.replace'd over it (atomic).
+A folder is built beside its target (`.<name>.<random>.tmp`); when the target is absent it is os.rename'd into
+place (atomic; if another publisher got there first the rename fails and `replace=False` keeps theirs). When the
+target exists, Linux renameat2(RENAME_EXCHANGE) swaps the two in one step, and the old folder is then removed.
+Where that call is missing or refused (not Linux, glibc < 2.28, a filesystem without it), the fallback renames the
+old folder aside, then the new one in: between those two renames a reader finds no folder (it never finds half).
+
+Other fsspec roots (memory://, s3://, ...). There is no rename; one object write is taken as atomic. A folder
+counts as present only while its commit marker exists (`marker`: the root zarr.json of a Zarr store, index.html of
+the report; model.json of a checkpoint, written after model.pt), and readers check the marker. The folder is built
+at the temporary name, then copied into place object by object, the marker last. Replacing first deletes the old
+marker (readers see no folder from then on), then the old objects, then copies: never a mix. With `replace=False`
+(first publisher wins) the marker is written with pipe_file(mode="create") and a publisher that finds it taken
+drops its copy. Remaining races: (1) mode="create" is exclusive only where the filesystem makes it so: LocalFileSystem
+opens "xb" (O_EXCL); memory:// checks, then writes, inside one process; fsspec's generic fallback, used by any
+backend that does not override it, checks then writes. (2) A losing create-once publisher has copied the same
+(deterministic) objects before its marker fails; if the winner has meanwhile recorded a model's ledger entry, that
+copy resets it to the template's empty entry, which the ledger reports as "ledger entry missing" (the model is
+re-extracted, never trusted). (3) Two concurrent replacers of one folder can interleave their copies.
+"""
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+import sys
+import uuid
+from typing import Callable
+
+import fsspec
+from fsspec.implementations.local import LocalFileSystem
+
+from actstore.store.root import filesystem
+
+RENAME_EXCHANGE, AT_FDCWD = 2, -100
+
+
+def _sibling(path: str) -> str:
+    """A fresh temporary name in the same folder as `path` (so a rename never crosses filesystems)."""
+    parent, _, base = path.rstrip("/").rpartition("/")
+    name = f".{base}.{uuid.uuid4().hex[:8]}.tmp"
+    return f"{parent}/{name}" if parent else name
+
+
+def publish_file(url: str, data: bytes) -> None:
+    """Write `data` as the file `url`, replacing any older one atomically."""
+    fs, path = filesystem(url)
+    parent = path.rpartition("/")[0]
+    if parent:
+        fs.makedirs(parent, exist_ok=True)
+    if not isinstance(fs, LocalFileSystem):
+        fs.pipe_file(path, data)
+        return
+    tmp = _sibling(path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def publish_folder(url: str, build: Callable[[str], None], marker: str, replace: bool = True) -> bool:
+    """Build a folder with `build(temporary_url)`, then put it in place at `url` (`marker`: the file readers key
+    on). With `replace` off an existing folder is kept and the new one dropped; returns whether the new one won."""
+    fs, final = filesystem(url)
+    tmp_url = _sibling(str(url))
+    tmp = filesystem(tmp_url)[1]
+    parent = final.rstrip("/").rpartition("/")[0]
+    if parent:
+        fs.makedirs(parent, exist_ok=True)
+    try:
+        build(tmp_url)
+        if isinstance(fs, LocalFileSystem):  # a folder without its marker is not published: it is replaced
+            return _move_local(tmp, final, replace or not os.path.exists(f"{final}/{marker}"))
+        return _copy_in(fs, tmp, final, marker, replace)
+    finally:
+        if fs.exists(tmp):
+            fs.rm(tmp, recursive=True)
+
+
+def _move_local(tmp: str, final: str, replace: bool) -> bool:
+    """Rename `tmp` to `final` when absent, else (with `replace`) swap them; the old folder ends up at `tmp`."""
+    try:
+        os.rename(tmp, final)  # atomic; fails when a non-empty folder is already there
+        return True
+    except OSError:
+        if not os.path.isdir(final):
+            raise
+    if not replace:
+        return False
+    if not _exchange(tmp, final):
+        os.rename(final, f"{tmp}.old")  # fallback: for an instant no folder is at `final`
+        os.rename(tmp, final)
+        os.rename(f"{tmp}.old", tmp)
+    return True
+
+
+def _exchange(a: str, b: str) -> bool:
+    """Swap two paths atomically with renameat2(RENAME_EXCHANGE); False where the system cannot."""
+    if sys.platform != "linux":
+        return False
+    renameat2 = getattr(ctypes.CDLL(None, use_errno=True), "renameat2", None)
+    if renameat2 is None:
+        return False
+    if renameat2(AT_FDCWD, os.fsencode(a), AT_FDCWD, os.fsencode(b), RENAME_EXCHANGE) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+        return False
+    raise OSError(err, os.strerror(err), b)
+
+
+def _copy_in(fs: fsspec.AbstractFileSystem, tmp: str, final: str, marker: str, replace: bool) -> bool:
+    """Copy the folder `tmp` to `final` object by object, the commit marker last (see the module docstring)."""
+    committed = f"{final}/{marker}"
+    if fs.exists(committed):
+        if not replace:
+            return False
+        fs.rm_file(committed)  # from here on readers see no folder, never a mix of old and new
+    if replace and fs.exists(final):  # (create-once keeps objects of an unfinished publish: they are overwritten)
+        fs.rm(final, recursive=True)
+    tmp = tmp.rstrip("/")
+    for path in fs.find(tmp):
+        rel = path[len(tmp) + 1:]
+        if rel != marker:
+            fs.cp_file(path, f"{final}/{rel}")
+    try:
+        fs.pipe_file(committed, fs.cat_file(f"{tmp}/{marker}"), mode="overwrite" if replace else "create")
+    except FileExistsError:
+        return False
+    return True
