@@ -13,9 +13,9 @@ import xarray as xr
 
 from actstore.analysis.geometry import eigenspectrum, powerlaw_fit
 from actstore.catalog import Catalog
-from actstore.jobs.inputs import (as_json, complete_models, model_grid, open_input_store, store_fingerprint,
-                                  text_as_objects, up_to_date)
+from actstore.jobs.inputs import as_json, model_grid, open_input_store, text_as_objects, up_to_date
 from actstore.store.analysis import write_analysis
+from actstore.store.ledger import complete_models, store_fingerprint
 
 VERSION = "geometry/2"
 STORE = "reference_clips"

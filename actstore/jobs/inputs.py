@@ -1,5 +1,5 @@
 """A job's inputs: stores opened lazily, and what an analysis was computed from, as plain JSON,
-so a job can tell by content that it is up to date."""
+so a job can tell by content that it is up to date (store fingerprints: store/ledger.py)."""
 from __future__ import annotations
 
 import json
@@ -8,8 +8,8 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from actstore.catalog import canonical_hash
 from actstore.store.analysis import analysis_inputs
+from actstore.store.paths import ZARR_MARKER, Layout
 from actstore.store.root import filesystem, join
 
 
@@ -17,18 +17,8 @@ def open_input_store(root: str, name: str) -> xr.Dataset | None:
     """The lazy store `<root>/<name>.zarr` via actstore.open_store, or None when it does not exist yet."""
     from actstore.store import open_store
 
-    fs, path = filesystem(join(root, f"{name}.zarr"))
-    return open_store(name, root) if fs.exists(f"{path}/zarr.json") else None
-
-
-def store_fingerprint(ds: xr.Dataset | None) -> str | None:
-    """Hash of a store's attrs (recipe, stimulus checksum) and its ledger (provenance + complete per model);
-    re-extracting any model changes it. None for a missing store."""
-    if ds is None:
-        return None
-    ledger = {name: ds[name].values.tolist() for name in ("complete", "provenance") if name in ds}
-    coords = {d: ds[d].values.tolist() for d in ("arch", "seed") if d in ds.coords}
-    return canonical_hash({"attrs": ds.attrs, "ledger": ledger, "coords": coords})
+    fs, path = filesystem(Layout(root).store(name))
+    return open_store(name, root) if fs.exists(join(path, ZARR_MARKER)) else None
 
 
 def as_json(inputs: dict[str, Any]) -> dict[str, Any]:
@@ -39,14 +29,6 @@ def as_json(inputs: dict[str, Any]) -> dict[str, Any]:
 def up_to_date(root: str, name: str, inputs: dict[str, Any]) -> bool:
     """True when analysis/<name>.zarr exists and was computed from exactly `inputs`."""
     return analysis_inputs(root, name) == as_json(inputs)
-
-
-def complete_models(ds: xr.Dataset, models: list[tuple[str, int]]) -> list[tuple[str, int]]:
-    """The given (arch, seed) models that the store holds and its ledger marks complete, in order."""
-    archs = [str(a) for a in ds["arch"].values]
-    seeds = [int(s) for s in ds["seed"].values]
-    flags = ds["complete"].values
-    return [(a, s) for a, s in models if a in archs and s in seeds and bool(flags[archs.index(a), seeds.index(s)])]
 
 
 def stack_models(var: xr.DataArray, models: list[tuple[str, int]]) -> xr.DataArray:

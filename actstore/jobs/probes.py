@@ -18,9 +18,10 @@ import xarray as xr
 from actstore.analysis import scores as sc
 from actstore.catalog import Catalog
 from actstore.errors import UserError
-from actstore.jobs.inputs import (as_json, complete_models, model_grid, open_input_store, per_draw, stack_models,
-                                  store_fingerprint, text_as_objects, up_to_date)
+from actstore.jobs.inputs import (as_json, model_grid, open_input_store, per_draw, stack_models, text_as_objects,
+                                  up_to_date)
 from actstore.store.analysis import write_analysis
+from actstore.store.ledger import complete_models, store_fingerprint
 
 VERSION = "probes/4"  # 4: float32 L-BFGS with float64 stop tests (results may differ in the last digits)
 TASKS = {"orientation": "orientation_task", "contrast": "contrast_task", "rdk": "rdk_task"}

@@ -1,4 +1,4 @@
-"""The ledger: per-model provenance + checksums (written before `complete`), and verification.
+"""The ledger: per-model provenance + checksums (written before `complete`), verification, and a store's fingerprint.
 
 A model counts as stored only when its flag is set, its entry parses, it was written by
 the store's recipe (and, when asked, the expected checkpoint), and every feature space's
@@ -9,10 +9,14 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from actstore import __version__
+from actstore.catalog import canonical_hash
 from actstore.store.zarrstore import ActivationStore, sha256_of
+
+if TYPE_CHECKING:
+    import xarray as xr
 
 
 def ledger_entry(checkpoint_sha256: str, recipe_hash: str, device: str, checksums: dict[str, str]) -> str:
@@ -61,3 +65,21 @@ def verify(url: str) -> dict[tuple[str, int], str]:
     """Every model slot of a store -> 'ok' or the reason its values are not trusted."""
     store = ActivationStore(url)
     return {(a, s): model_problem(store, a, s) or "ok" for a in store.archs for s in store.seeds}
+
+
+def store_fingerprint(ds: xr.Dataset | None) -> str | None:
+    """Hash of a store's attrs (recipe, stimulus checksum) and its ledger (provenance + complete per model);
+    re-extracting any model changes it. None for a missing store."""
+    if ds is None:
+        return None
+    ledger = {name: ds[name].values.tolist() for name in ("complete", "provenance") if name in ds}
+    coords = {d: ds[d].values.tolist() for d in ("arch", "seed") if d in ds.coords}
+    return canonical_hash({"attrs": ds.attrs, "ledger": ledger, "coords": coords})
+
+
+def complete_models(ds: xr.Dataset, models: list[tuple[str, int]]) -> list[tuple[str, int]]:
+    """The given (arch, seed) models that the store holds and its ledger marks complete, in order."""
+    archs = [str(a) for a in ds["arch"].values]
+    seeds = [int(s) for s in ds["seed"].values]
+    flags = ds["complete"].values
+    return [(a, s) for a, s in models if a in archs and s in seeds and bool(flags[archs.index(a), seeds.index(s)])]
