@@ -121,7 +121,7 @@ def _copy_in(fs: fsspec.AbstractFileSystem, tmp: str, final: str, marker: str, r
         if not replace:
             return False
         fs.rm_file(committed)  # from here on readers see no folder, never a mix of old and new
-    if replace and fs.exists(final):  # (create-once keeps objects of an unfinished publish: they are overwritten)
+    if replace and fs.exists(final):  # create-once overwrites what an unfinished publish left instead
         fs.rm(final, recursive=True)
     tmp = tmp.rstrip("/")
     for path in fs.find(tmp):
