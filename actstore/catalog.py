@@ -18,6 +18,7 @@ import yaml
 
 from actstore import ARCHS
 from actstore.errors import UserError
+from actstore.features import REDUCE_RULES
 
 DATA_SOURCES = ("synthetic", "xu2023", "parker2022")
 FRAME_SCALINGS = ("release", "per_segment", "per_session")
@@ -192,6 +193,11 @@ SCHEMA: dict[str, Any] = {
         "seeds": _list(_int(0), unique=True),
         "encoder_dim": _int(1),
         "hidden_dim": _int(1),
+    },
+    "spaces": {
+        "reduce": _str(REDUCE_RULES),
+        "recipes": _list(_str(), min_len=0, unique=True),
+        "layers": _mapping(_str(), _mapping(_str(ARCHS), _str(), min_len=1)),
     },
     "train": TRAIN,
     "train_overrides": _mapping(_str(ARCHS), _train_override),
@@ -408,6 +414,12 @@ def _check_consistency(cfg: dict, where: str) -> None:
     lo, hi = cfg["analysis"]["geometry"]["ranks"]
     if lo > hi:
         raise UserError(f"{where}: analysis.geometry.ranks: {[lo, hi]} must be [low, high] with low <= high")
+    for name, paths in cfg["spaces"]["layers"].items():
+        if name in ("encoder", "gru") or not name.isidentifier():
+            raise UserError(f"{where}: spaces.layers.{name}: expected a new identifier, not encoder or gru")
+        missing = [a for a in cfg["zoo"]["archs"] if a not in paths]
+        if missing:
+            raise UserError(f"{where}: spaces.layers.{name}: no module path for arch(s) {', '.join(missing)}")
     for name in cfg["recipe_overrides"]:
         if name not in cfg["stimuli"]:
             raise UserError(f"{where}: recipe_overrides.{name}: not a recipe in stimuli ({', '.join(cfg['stimuli'])})")

@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from actstore.catalog import Catalog, canonical_hash
 from actstore.errors import UserError
-from actstore.features import SPACES, batched_features, resolve_device
+from actstore.features import SPACES, FeatureSpace, LayerSpace, batched_features, layer_spaces, layers_identity, resolve_device
 from actstore.models.checkpoint import load_checkpoint, read_meta
 from actstore.store.ledger import ledger_entry, model_problem
 from actstore.store.paths import META, ZARR_MARKER, Layout
@@ -81,10 +81,13 @@ def generate_stimuli(catalog: Catalog, root: str, recipe: dict) -> xr.Dataset:
     return generate(recipe, catalog["run_seed"], reference_frames=reference)
 
 
-def space_dims(stimuli: xr.Dataset, config: dict) -> dict[str, tuple[tuple[str, int], ...]]:
-    """Each feature space's trailing dims for these stimuli and this zoo's sizes."""
-    n_frames = stimuli.sizes.get("frame", 1)
-    return {s.name: s.dims(n_frames, int(stimuli.attrs["chunk_frames"]), config) for s in SPACES}
+def stored_spaces(store: ActivationStore) -> tuple[FeatureSpace, ...]:
+    """The feature spaces a store holds, layer spaces rebuilt from its attrs and per-arch width coords."""
+    layers = store.attrs.get("layers", {})
+    return (*(s for s in SPACES if s.name in store.spaces),
+            *(LayerSpace(name, f"{name}_unit", "frame", modules=modules, reduce=layers["reduce"],
+                         widths=dict(zip(store.archs, (int(w) for w in store.group[f"{name}_width"][:]))))
+              for name, modules in layers.get("modules", {}).items()))
 
 
 def open_or_create(catalog: Catalog, root: str, recipe: dict, stimuli_fn: Any, rebuild: bool) -> ActivationStore:
@@ -102,13 +105,17 @@ def open_or_create(catalog: Catalog, root: str, recipe: dict, stimuli_fn: Any, r
         fs.rm(path, recursive=True)
     if fs.exists(join(path, ZARR_MARKER)):  # a folder without its marker was never published (store/publish.py)
         store = ActivationStore(url)
-        sizes = {s.size_key: store.group[s.name].shape[-1] for s in SPACES}
+        sizes = {s.name: store.group[s.name].shape[-1] for s in SPACES}
+        layers = layers_identity(catalog, name)
         mismatch = [
             f"written by another version of recipe {name!r} (hash {str(store.attrs.get('recipe_hash'))[:12]}, "
             f"now {rhash[:12]})" if store.attrs.get("recipe_hash") != rhash else "",
             f"drawn from other recorded data (fingerprint {str(store.attrs.get('data_fingerprint'))[:12]}, "
             f"now {data[:12]})" if store.attrs.get("data_fingerprint", "") != data else "",
-            f"holds {sizes}, the catalog's zoo has {config}" if sizes != config else "",
+            f"holds {sizes}, the catalog's zoo has {want}" if sizes != (want := {s.name: s.width(config) for s in SPACES})
+            else "",
+            f"holds layer spaces {store.attrs.get('layers', {})}, the catalog's spaces section gives {layers}"
+            if store.attrs.get("layers", {}) != layers else "",
             *(f"drawn with {key} {store.attrs.get(key)!r}, the catalog now has {value!r}"
               for key, value in drawn.items() if store.attrs.get(key) != value),
         ]
@@ -118,8 +125,14 @@ def open_or_create(catalog: Catalog, root: str, recipe: dict, stimuli_fn: Any, r
     stimuli = stimuli_fn()
     attrs = {"recipe_name": name, "recipe_hash": rhash, "recipe_yaml": yaml.safe_dump(recipe, sort_keys=True),
              "data_fingerprint": data, **drawn}
+    layers = layer_spaces(catalog, name, tuple(stimuli["stimulus"].shape[-2:]))
+    if layers:
+        attrs["layers"] = layers_identity(catalog, name)
+    n_frames, chunk_frames = stimuli.sizes.get("frame", 1), int(stimuli.attrs["chunk_frames"])
+    dims = {s.name: s.dims(n_frames, chunk_frames, config) for s in (*SPACES, *layers)}
+    per_arch = {f"{s.name}_{key}": getattr(s, f"{key}s") for s in layers for key in ("width", "depth", "module")}
     target = int(catalog["extract"]["chunk_mb"] * 2**20)
-    return ActivationStore.create(url, stimuli, catalog.models, space_dims(stimuli, config), attrs, target)
+    return ActivationStore.create(url, stimuli, catalog.models, dims, attrs, target, per_arch)
 
 
 class RegionWriter:
@@ -173,9 +186,11 @@ class RegionWriter:
         if first != self.filled:
             raise RuntimeError(f"{arch}-s{seed}: batch at stimulus {first}, expected {self.filled}")
         self.filled = stop
-        for space, values in feats.items():
+        for space, values in feats.items():  # a layer narrower than the store's widest is padded with NaN
             buf = self.buffers[space]
-            buf[first:stop] = values.reshape(stop - first, *buf.shape[1:])
+            values = values.reshape(stop - first, *buf.shape[1:-1], values.shape[-1])
+            buf[first:stop, ..., :values.shape[-1]] = values
+            buf[first:stop, ..., values.shape[-1]:] = np.nan
             self.hashes[space].update(buf[first:stop])  # C-contiguous float32: the bytes sha256_of hashes
             runs = self.pending[space]
             while runs and runs[0][1] <= stop:
@@ -197,6 +212,7 @@ def extract_models(store: ActivationStore, root: str, todo: list[tuple[Model, st
     shown: dict[int, Future] = {}  # the last seed's frames: a per-seed store holds one draw in memory
     chunk_frames = int(store.attrs["chunk_frames"])
     name = store.attrs["recipe_name"]
+    spaces = stored_spaces(store)
     lines = {}
     writer, reading = RegionWriter(store), ThreadPoolExecutor(1, thread_name_prefix="actstore-frames")
     try:
@@ -213,7 +229,7 @@ def extract_models(store: ActivationStore, root: str, todo: list[tuple[Model, st
             store.begin(arch, seed)
             writer.put("begin", arch, seed)
             with tqdm(total=len(frames), desc=f"{name} {arch}-s{seed}", unit="stim", disable=None) as bar:
-                for first, stop, feats in batched_features(twin, frames, batch_size, device, chunk_frames):
+                for first, stop, feats in batched_features(twin, frames, batch_size, device, chunk_frames, spaces):
                     writer.put("data", arch, seed, first, stop, feats)
                     bar.update(stop - first)
             writer.put("finish", arch, seed, shas[(arch, seed)], device)

@@ -53,8 +53,9 @@ def _strings_as_objects(var: xr.Variable) -> xr.Variable:
 
 
 def _template(stimuli: xr.Dataset, models: list[tuple[str, int]], spaces: dict[str, tuple[tuple[str, int], ...]],
-              target_bytes: int) -> tuple[xr.Dataset, dict[str, dict]]:
-    """The empty store as a Dataset of lazy fill arrays, and each variable's encoding (chunks)."""
+              target_bytes: int, per_arch: dict[str, dict[str, Any]]) -> tuple[xr.Dataset, dict[str, dict]]:
+    """The empty store as a Dataset of lazy fill arrays, and each variable's encoding (chunks); `per_arch` gives
+    coordinates along arch (name -> {arch: value})."""
     import dask.array as da
 
     archs = list(dict.fromkeys(a for a, _ in models))
@@ -67,6 +68,8 @@ def _template(stimuli: xr.Dataset, models: list[tuple[str, int]], spaces: dict[s
     coords = {name: _strings_as_objects(c.variable) for name, c in stimuli.coords.items()}
     coords["arch"] = xr.Variable("arch", np.array(archs, dtype=object))
     coords["seed"] = xr.Variable("seed", np.array(seeds, dtype=np.int64))
+    for name, values in per_arch.items():
+        coords[name] = _strings_as_objects(xr.Variable("arch", np.array([values[a] for a in archs])))
     data_vars: dict[str, Any] = {}
     encoding: dict[str, dict] = {}
     for name, tail in spaces.items():
@@ -115,12 +118,12 @@ class ActivationStore:
     @classmethod
     def create(cls, url: str, stimuli: xr.Dataset, models: list[tuple[str, int]],
                spaces: dict[str, tuple[tuple[str, int], ...]], attrs: dict[str, Any],
-               target_bytes: int) -> "ActivationStore":
+               target_bytes: int, per_arch: dict[str, dict[str, Any]] | None = None) -> "ActivationStore":
         """Write the whole empty store under a temporary name, then publish it.
 
         If another process published the same store first, theirs is kept and opened.
         """
-        template, encoding = _template(stimuli, models, spaces, target_bytes)
+        template, encoding = _template(stimuli, models, spaces, target_bytes, per_arch or {})
         template.attrs = {
             **stimuli.attrs, **attrs, "format": STORE_FORMAT,
             "stimulus_draws": "per_seed" if "seed" in stimuli["stimulus"].dims else "global",
