@@ -134,7 +134,7 @@ def extract(env: Env, recipe: str, archs: tuple[str, ...], seeds: tuple[int, ...
 @cli.command("query")
 @click.argument("expr")
 @click.option("--columns", multiple=True, metavar="COL[,COL...]",
-              help="Columns to show (repeatable or comma-separated; default: all). arch, seed, unit always.")
+              help="Columns to show (repeatable or comma-separated; default: all). arch, seed, space, unit always.")
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json", "parquet"]), default="table",
               show_default=True, help="Output format (parquet needs --out).")
 @click.option("--out", metavar="FILE", help="Write to FILE instead of stdout.")

@@ -147,14 +147,23 @@ def check_columns(names: list[str], valid: pd.Index) -> None:
 
 
 def matching_activations(selected: pd.DataFrame, store: str, root: str) -> Any:
-    """The encoder activations of the selected units from stimulus store `store`, lazily, one `match` per row."""
+    """The activations of the selected units (all of one space) from stimulus store `store`, lazily, one `match`
+    per row."""
     import xarray as xr
 
     from actstore import open_store
 
-    enc = open_store(store, root)["encoder"]
-    pick = {k: xr.DataArray(selected[k].to_numpy(), dims="match") for k in KEYS}
-    return enc.sel(**pick).transpose(..., "match")
+    spaces = sorted(set(selected["space"]))
+    if len(spaces) > 1:
+        raise UserError(f"query: the matching units lie in spaces {', '.join(spaces)}; activations are read from one "
+                        "space at a time: add e.g. space == 'encoder' to the query")
+    ds = open_store(store, root)
+    space = spaces[0] if spaces else "encoder"
+    if space not in ds.attrs["spaces"]:
+        raise UserError(f"query: store {store} has no space {space!r}; its spaces: {', '.join(ds.attrs['spaces'])}")
+    values = ds[space].rename({ds.attrs["spaces"][space][-1]: "unit"})
+    pick = {k: xr.DataArray(selected[k].to_numpy(), dims="match") for k in KEYS if k != "space"}
+    return values.sel(**pick).transpose(..., "match")
 
 
 FORMATS = ("table", "csv", "json", "parquet")

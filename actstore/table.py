@@ -1,4 +1,5 @@
-"""The units table: one row per (arch, seed, unit) with every tuning metric, flag and model-level score (`actstore.units`)."""
+"""The units table: one row per (arch, seed, space, unit) with every tuning metric, flag and model-level score
+(`actstore.units`); a space's padding beyond an arch's own width has no rows."""
 from __future__ import annotations
 
 
@@ -10,7 +11,7 @@ from actstore.errors import UserError
 from actstore.store.analysis import open_analysis
 from actstore.store.paths import Layout
 
-KEYS = ["arch", "seed", "unit"]
+KEYS = ["arch", "seed", "space", "unit"]
 # analyses whose (arch, seed[, mouse]) variables become columns (tuning's: its per-model summaries)
 MODEL_LEVEL = ("tuning", "neural", "probes", "geometry")
 
@@ -22,22 +23,27 @@ def units(root: str = "stores", catalog: Catalog | None = None) -> pd.DataFrame:
         raise UserError(f"{Layout(root).analysis('tuning')}: not found; run `actstore analyze tuning` first")
     scalars = [name for name, v in tuning.data_vars.items() if set(v.dims) == set(KEYS)]
     table = tuning[scalars].transpose(*KEYS).to_dataframe().reset_index()
+    per_space = tuning[["width", "depth"]].to_dataframe().reset_index()  # depth: relative depth in the encoder
+    table = table.merge(per_space, on=["space", "arch"])
+    table = table[table["unit"] < table.pop("width")]
     done = tuning["complete"].to_dataframe().reset_index()
     table = table.merge(done[done["complete"]][["arch", "seed"]], on=["arch", "seed"])
     for name in MODEL_LEVEL:
         scores = model_scores(tuning if name == "tuning" else open_analysis(root, name), name, taken=set(table.columns))
         if scores is not None:
-            table = table.merge(scores, on=["arch", "seed"], how="left")
+            table = table.merge(scores, on=[k for k in ("arch", "seed", "space") if k in scores.columns], how="left")
     if catalog is not None:
         zoo = pd.DataFrame(catalog.models, columns=["arch", "seed"])
         table = table.merge(zoo, on=["arch", "seed"])
     table["arch"] = table["arch"].astype(str)
+    table["space"] = table["space"].astype(str)
     table["seed"] = table["seed"].astype(int)
     return table.sort_values(KEYS, kind="stable").reset_index(drop=True)
 
 
 def model_scores(ds: xr.Dataset | None, name: str, taken: set[str]) -> pd.DataFrame | None:
-    """The (arch, seed) scalars of one analysis as columns (averaged over mice where per mouse).
+    """The (arch, seed) scalars of one analysis as columns (averaged over mice where per mouse; tuning's are per
+    space too).
 
     Neural columns are prefixed `neural_` (r_overall -> neural_r_overall); others keep their names
     unless that would clash with an existing column, then they get the analysis name as prefix.
@@ -45,12 +51,14 @@ def model_scores(ds: xr.Dataset | None, name: str, taken: set[str]) -> pd.DataFr
     if ds is None:
         return None
     keep = {}
+    extra = {"space"} if name == "tuning" else {"mouse"}
     for var, da in ds.data_vars.items():
-        if var != "complete" and {"arch", "seed"} <= set(da.dims) <= {"arch", "seed", "mouse"}:
+        if var != "complete" and {"arch", "seed"} <= set(da.dims) <= {"arch", "seed", *extra} and "unit" not in da.dims:
             col = var if var.startswith(f"{name}_") or (name != "neural" and var not in taken) else f"{name}_{var}"
             keep[col] = da.mean("mouse") if "mouse" in da.dims else da
     if not keep:
         return None
-    frame = xr.Dataset(keep).transpose("arch", "seed").to_dataframe().reset_index()
+    frame = xr.Dataset(keep).transpose("arch", "seed", ...).to_dataframe().reset_index()
     frame["arch"] = frame["arch"].astype(str)
-    return frame[["arch", "seed", *keep]]
+    keys = ["arch", "seed", *(["space"] if "space" in frame.columns else [])]
+    return frame[[*keys, *keep]]

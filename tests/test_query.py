@@ -124,20 +124,29 @@ def root(tmp_path_factory):
                                 "mouse": np.array(mice, dtype=object)})
     neural["neural_r"] = neural["r_neuron"].mean("mouse")
     write_analysis(neural, root, "neural", {})
-    assert tuning_job.run(catalog, root)[0].startswith("tuning: 1 models x 16 units")
+    assert tuning_job.run(catalog, root)[0].startswith("tuning: 1 models x spaces encoder, early, middle, late")
     return root
 
 
 def test_job_writes_every_model_on_the_grid_and_matches_measure(root):
     out = open_analysis(root, "tuning")
     assert set(METRICS) | set(FLAGS) <= set(out.data_vars)
-    assert out["gosi"].dims == ("arch", "seed", "unit") and out.sizes["unit"] == 16
+    assert out["gosi"].dims == ("arch", "seed", "space", "unit") and out.sizes["unit"] == 384  # alexnet's middle
+    assert list(out["space"].values) == ["encoder", "early", "middle", "late"]
+    assert out["width"].sel(arch="xu_cnn").values.tolist() == [16, 128, 64, 32]
+    assert out["depth"].sel(arch="xu_cnn").values.tolist() == pytest.approx([1, 1 / 3, 2 / 3, 1], abs=1e-4)
     assert out["complete"].sel(arch="xu_cnn", seed=0) and not out["complete"].sel(arch="alexnet", seed=0)
     assert np.isnan(out["gosi"].sel(arch="alexnet").values).all() and not out["qc_sf"].sel(arch="alexnet").any()
-    enc = actstore.open_store("tuning_grid", root)["encoder"].sel(arch="xu_cnn", seed=0).compute()
-    direct = measure(enc, **load_catalog(profile="smoke")["analysis"]["tuning"])
-    np.testing.assert_allclose(out["gosi"].sel(arch="xu_cnn", seed=0).values, direct["gosi"].values, rtol=1e-9)
-    np.testing.assert_array_equal(out["qc_contrast"].sel(arch="xu_cnn", seed=0).values, direct["qc_contrast"].values)
+    store = actstore.open_store("tuning_grid", root)
+    settings = load_catalog(profile="smoke")["analysis"]["tuning"]
+    for space, unit_dim, width in (("encoder", "unit", 16), ("middle", "middle_unit", 64)):
+        values = store[space].sel(arch="xu_cnn", seed=0).rename({unit_dim: "unit"}).isel(unit=slice(0, width))
+        direct = measure(values.compute(), **settings)
+        got = out.sel(arch="xu_cnn", seed=0, space=space).isel(unit=slice(0, width))
+        np.testing.assert_allclose(got["gosi"].values, direct["gosi"].values, rtol=1e-9)
+        np.testing.assert_array_equal(got["qc_contrast"].values, direct["qc_contrast"].values)
+    padding = out.sel(arch="xu_cnn", seed=0, space="middle").isel(unit=slice(64, None))
+    assert np.isnan(padding["gosi"].values).all() and not padding["responsive"].any()
 
 
 def test_job_is_up_to_date_until_its_settings_change(root, tmp_path):
@@ -153,14 +162,18 @@ def test_job_is_up_to_date_until_its_settings_change(root, tmp_path):
 
 def test_units_table_has_one_row_per_complete_unit_with_model_scores(root):
     table = actstore.units(root)
-    assert len(table) == 16 and set(table["arch"]) == {"xu_cnn"}
-    assert list(table["unit"]) == list(range(16))
+    assert len(table) == 16 + 128 + 64 + 32 and set(table["arch"]) == {"xu_cnn"}  # each space's own width
+    assert list(table[table.space == "encoder"]["unit"]) == list(range(16))
+    assert table.groupby("space")["depth"].first().to_dict() == pytest.approx(
+        {"encoder": 1.0, "early": 1 / 3, "middle": 2 / 3, "late": 1.0}, abs=1e-4)
+    assert table[table.space == "middle"]["c50_median"].nunique() == 1  # per-model summaries join per space
     assert set(METRICS) | set(FLAGS) <= set(table.columns)
     assert table["neural_r"].iloc[0] == pytest.approx(0.1)  # mean of r_neuron (0, .1, .2) over mice
     assert table["neural_r_overall"].iloc[0] == pytest.approx(1.1)
     assert "neural_complete" not in table.columns
     tuning = open_analysis(root, "tuning")
-    np.testing.assert_allclose(table["pref_sf"], tuning["pref_sf"].sel(arch="xu_cnn", seed=0).values)
+    np.testing.assert_allclose(table[table.space == "encoder"]["pref_sf"],
+                               tuning["pref_sf"].sel(arch="xu_cnn", seed=0, space="encoder").values[:16])
 
 
 def test_units_without_tuning_is_a_user_error(tmp_path):
@@ -172,20 +185,28 @@ def test_query_matches_pandas_on_the_units_table(root):
     table = actstore.units(root)
     got = actstore.query("arch == 'xu_cnn' & qc_orientation & gosi > 0.3", root, columns=["gosi", "pref_ori"])
     want = table[(table.arch == "xu_cnn") & table.qc_orientation & (table.gosi > 0.3)]
-    assert list(got.columns) == ["arch", "seed", "unit", "gosi", "pref_ori"]
-    assert list(got["unit"]) == list(want["unit"]) and 0 < len(got) < 16
+    assert list(got.columns) == ["arch", "seed", "space", "unit", "gosi", "pref_ori"]
+    assert list(got["unit"]) == list(want["unit"]) and 0 < len(got) < len(table)
+    layer = actstore.query("space == 'middle' & qc_orientation", root)
+    assert set(layer["space"]) == {"middle"} and 0 < len(layer) <= 64
     assert len(actstore.query("gosi > 2", root)) == 0
     with pytest.raises(UserError, match="did you mean pref_sf"):
         actstore.query("qc_sf", root, columns=["pref_fs"])
 
 
 def test_query_returns_matching_activations_lazily(root):
-    acts = actstore.query("qc_orientation & gosi > 0.3", root, activations="tuning_grid")
-    table = actstore.query("qc_orientation & gosi > 0.3", root)
+    with pytest.raises(UserError, match="one space at a time"):
+        actstore.query("qc_orientation & gosi > 0.3", root, activations="tuning_grid")
+    acts = actstore.query("space == 'encoder' & qc_orientation & gosi > 0.3", root, activations="tuning_grid")
+    table = actstore.query("space == 'encoder' & qc_orientation & gosi > 0.3", root)
     assert isinstance(acts.data, da.Array) and acts.dims[-1] == "match" and acts.sizes["match"] == len(table)
     assert list(acts["unit"].values) == list(table["unit"]) and set(acts["arch"].values) == {"xu_cnn"}
     enc = actstore.open_store("tuning_grid", root)["encoder"].sel(arch="xu_cnn", seed=0)
     np.testing.assert_array_equal(acts.isel(match=0).values, enc.sel(unit=int(table["unit"][0])).values)
+    late = actstore.query("space == 'late' & qc_orientation", root, activations="tuning_grid")
+    store = actstore.open_store("tuning_grid", root)["late"].sel(arch="xu_cnn", seed=0)
+    first = int(actstore.query("space == 'late' & qc_orientation", root)["unit"].iloc[0])
+    np.testing.assert_array_equal(late.isel(match=0).values, store.sel(late_unit=first).values)
 
 
 def _cli(root, *args):
@@ -197,7 +218,7 @@ def test_cli_query_formats_and_errors(root, tmp_path):
     proc = _cli(root, "qc_sf & gosi > 0.3", "--format", "csv", "--columns", "gosi,pref_sf")
     assert proc.returncode == 0, proc.stderr
     got = pd.read_csv(io.StringIO(proc.stdout))
-    assert list(got.columns) == ["arch", "seed", "unit", "gosi", "pref_sf"] and (got["gosi"] > 0.3).all()
+    assert list(got.columns) == ["arch", "seed", "space", "unit", "gosi", "pref_sf"] and (got["gosi"] > 0.3).all()
     proc = _cli(root, "qc_sf", "--format", "parquet", "--out", str(tmp_path / "u.parquet"))
     assert proc.returncode == 0 and len(pd.read_parquet(tmp_path / "u.parquet")) == len(actstore.query("qc_sf", root))
     proc = _cli(root, "gosi.max() > 1")

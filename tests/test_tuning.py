@@ -295,12 +295,14 @@ def test_job_result_and_units_table_carry_the_bound_flag_and_per_model_summaries
     units = _units(linear=_separable(contrast=1 + CONTRAST), sigmoid=sigmoid).assign_coords(unit=[0, 1])
     encoder = xr.concat([units, units * np.nan], dim="arch").assign_coords(arch=["a", "b"]).expand_dims(seed=[0], axis=1)
     store = xr.Dataset({"encoder": encoder, "complete": (("arch", "seed"), [[True], [False]]),
-                        "provenance": (("arch", "seed"), [[json.dumps({})], [json.dumps({})]])})
+                        "provenance": (("arch", "seed"), [[json.dumps({})], [json.dumps({})]])},
+                       attrs={"spaces": {"encoder": ["unit"]}})
     result = measure_zoo(store, {}, 1.0)
-    assert result["c50_median"].dims == ("arch", "seed") and result["nr_at_bound_fraction"].dims == ("arch", "seed")
-    assert float(result["c50_median"].sel(arch="a", seed=0)) == float(result["nr_c50"].sel(arch="a", seed=0, unit=1))
-    assert float(result["nr_at_bound_fraction"].sel(arch="a", seed=0)) == 0.5
-    assert np.isnan(result["c50_median"].sel(arch="b", seed=0)) and not result["nr_at_bound"].sel(arch="b").any()
+    per_model = ("arch", "seed", "space")
+    assert result["c50_median"].dims == per_model and result["nr_at_bound_fraction"].dims == per_model
+    a = result.sel(arch="a", seed=0, space="encoder")
+    assert float(a["c50_median"]) == float(a["nr_c50"].sel(unit=1)) and float(a["nr_at_bound_fraction"]) == 0.5
+    assert np.isnan(result["c50_median"].sel(arch="b", seed=0)).all() and not result["nr_at_bound"].sel(arch="b").any()
     write_analysis(result, str(tmp_path), "tuning", {})
     table = actstore.units(str(tmp_path))
     assert {"nr_at_bound", "qc_phase_written", "c50_median", "nr_at_bound_fraction", "f1f0_median_applied_qc",

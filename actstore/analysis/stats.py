@@ -11,6 +11,8 @@ import warnings
 import numpy as np
 import xarray as xr
 
+from actstore.analysis.tuning import encoder_units
+
 # column -> (tuning variable, the QC flag a unit must pass to count)
 TUNING_SUMMARIES = {
     "gosi_median": ("gosi", "qc_orientation"),
@@ -39,9 +41,9 @@ ALPHA = 0.05
 
 
 def tuning_medians(tuning: xr.Dataset) -> xr.Dataset:
-    """Median of gOSI, F1/F0, c50 and preferred SF over the QC-passing units of each model: (arch, seed). A
+    """Median of gOSI, F1/F0, c50 and preferred SF over the QC-passing encoder units of each model: (arch, seed). A
     median the tuning job already stores per model is taken as it is (c50_median: fits at a bound left out)."""
-    out = {}
+    tuning, out = encoder_units(tuning), {}
     for column, (var, qc) in TUNING_SUMMARIES.items():
         if column in tuning:
             out[column] = tuning[column]

@@ -220,3 +220,8 @@ def _crossing(x: np.ndarray, curve: np.ndarray, level: np.ndarray, i: np.ndarray
     yi, yj = curve[rows, i], curve[rows, j]
     t = np.where(yj != yi, (level - yi) / (yj - yi), 0.0)
     return x[i] + t * (x[j] - x[i])
+
+
+def encoder_units(tuning: xr.Dataset) -> xr.Dataset:
+    """The encoder output's units of a tuning result: what the cross-model endpoints summarize (design 6.5)."""
+    return tuning.sel(space="encoder", drop=True) if "space" in tuning.dims else tuning

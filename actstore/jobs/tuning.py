@@ -1,9 +1,12 @@
-"""`actstore analyze tuning`: the tuning assay (design 6.2) of every complete model's encoder units over the
-tuning grid, as one Dask computation for the whole zoo -> analysis/tuning.zarr (dims arch, seed, unit), with
-the per-model summaries of `model_summaries` (c50 median without fits at a bound, their fraction, F1/F0 medians
-under the applied and the written phase QC) on (arch, seed).
+"""`actstore analyze tuning`: the tuning assay (design 6.2) of every complete model's units in every static space
+of the tuning grid (the encoder output and each layer space), as one Dask computation per space for the whole zoo
+-> analysis/tuning.zarr (dims arch, seed, space, unit), with the per-model summaries of `model_summaries` (c50
+median without fits at a bound, their fraction, F1/F0 medians under the applied and the written phase QC) on
+(arch, seed, space). `width` (space, arch) says how many units of a space an arch has (the rest are padding), and
+`depth` (space, arch) its relative depth (the encoder output is 1). The cross-model endpoints read the encoder
+output (`encoder_units`).
 
-Up to date when the store's recipe, every complete model's checkpoint and encoder checksum, and the
+Up to date when the store's recipe, every complete model's checkpoint and feature checksums, and the
 catalog's analysis.tuning settings are those the existing result records.
 """
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pandas as pd
 import xarray as xr
 
 import actstore
@@ -19,7 +23,7 @@ from actstore.catalog import Catalog
 from actstore.errors import UserError
 from actstore.store.analysis import analysis_inputs, write_analysis
 
-VERSION = "tuning/3"
+VERSION = "tuning/4"
 STORE = "tuning_grid"
 
 
@@ -35,7 +39,7 @@ def model_inputs(ds: xr.Dataset) -> dict[str, dict]:
             except ValueError:
                 entry = {}
             out[f"{arch}-s{int(seed)}"] = {"checkpoint_sha256": entry.get("checkpoint_sha256"),
-                                           "encoder_sha256": entry.get("checksums", {}).get("encoder")}
+                                           "checksums": entry.get("checksums", {})}
     return out
 
 
@@ -55,24 +59,46 @@ def run(catalog: Catalog, root: str) -> list[str]:
         return ["tuning: up to date"]
     result = measure_zoo(ds, settings, float(inputs["main_contrast"]))
     path = write_analysis(result, root, "tuning", inputs)
-    n_units = int(result.sizes["unit"])
-    passing = {f: int(result[f].sum()) for f in FLAGS}
-    return [f"tuning: {len(inputs['models'])} models x {n_units} units -> {path} "
+    spaces = [str(v) for v in result["space"].values]
+    passing = {f: int(result[f].sel(space="encoder").sum()) for f in FLAGS}
+    return [f"tuning: {len(inputs['models'])} models x spaces {', '.join(spaces)} -> {path}; encoder units: "
             + ", ".join(f"{k} {v}" for k, v in passing.items())]
 
 
+def static_spaces(ds: xr.Dataset) -> list[str]:
+    """The store's spaces with one value per unit and stimulus (every space but the GRU's state)."""
+    return [name for name in ds.attrs["spaces"] if name != "gru"]
+
+
+
 def measure_zoo(ds: xr.Dataset, settings: dict, main_contrast: float) -> xr.Dataset:
-    """The assay of the complete models' encoder units, computed in one go, on the store's (arch, seed) grid."""
+    """The assay of the complete models' units in every static space, on the store's (arch, seed, space) grid."""
     done = ds["complete"].values.astype(bool)
     archs, seeds = [str(a) for a in ds["arch"].values], [int(s) for s in ds["seed"].values]
     models = [(archs[i], seeds[j]) for i, j in zip(*np.nonzero(done))]
-    picked = ds["encoder"].sel(arch=xr.DataArray([a for a, _ in models], dims="model"),
-                               seed=xr.DataArray([s for _, s in models], dims="model"))
-    result = measure(picked, main_contrast=main_contrast, **settings).compute()
+    pick = {"arch": xr.DataArray([a for a, _ in models], dims="model"),
+            "seed": xr.DataArray([s for _, s in models], dims="model")}
+    results, widths, depths = [], [], []
+    for space in static_spaces(ds):
+        unit_dim = ds.attrs["spaces"][space][-1]
+        picked = ds[space].sel(**pick).rename({unit_dim: "unit"})
+        picked = picked.drop_vars([c for c, v in picked.coords.items() if c not in picked.dims and "model" in v.dims
+                                   and c not in ("arch", "seed")])  # the store's per-arch coords: kept as width, depth
+        results.append(measure(picked, main_contrast=main_contrast, **settings).compute())
+        width = ds.get(f"{space}_width")
+        widths.append(np.full(len(archs), picked.sizes["unit"]) if width is None else width.values)
+        depth = ds.get(f"{space}_depth")
+        depths.append(np.ones(len(archs)) if depth is None else depth.values)
+    spaces = static_spaces(ds)
+    result = xr.concat(results, dim=pd.Index(spaces, name="space"), join="outer",
+                       fill_value={name: (False if name in FLAGS else np.nan) for name in results[0].data_vars})
     result = result.set_index(model=["arch", "seed"]).unstack("model")
     fill = {name: (False if name in FLAGS else np.nan) for name in result.data_vars}
-    result = result.reindex(arch=archs, seed=seeds, fill_value=fill).transpose("arch", "seed", "unit", ...)
+    result = result.reindex(arch=archs, seed=seeds, fill_value=fill).transpose("arch", "seed", "space", "unit", ...)
     result = result.merge(model_summaries(result))
     result["complete"] = (("arch", "seed"), done)
+    result["width"] = (("space", "arch"), np.asarray(widths, dtype=np.int64))
+    result["depth"] = (("space", "arch"), np.asarray(depths, dtype=np.float64))
+    result["space"] = result["space"].astype(object)
     result["arch"] = result["arch"].astype(object)  # variable-length strings: no unstable Zarr v3 dtype
     return result

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
+from actstore.analysis.tuning import encoder_units
 from actstore.catalog import Catalog, canonical_hash
 from actstore.store.paths import REPORT_MARKER, Layout
 from actstore.store.publish import publish_folder
@@ -135,7 +136,7 @@ def _tuning(found: dict, sections: list, figures: dict) -> None:
     from actstore.report import figures as fg
     from actstore.report.html import Section
 
-    ds = found["tuning"]
+    ds = None if found["tuning"] is None else encoder_units(found["tuning"])
     s = Section("tuning", "Tuning of encoder units",
                 "Static full-field gratings: global orientation selectivity (gOSI), phase modulation (F1/F0), "
                 "preferred spatial frequency and Naka-Rushton c50, over the units passing each metric's QC, "
@@ -256,7 +257,7 @@ def _table(found: dict, sections: list, figures: dict) -> None:
         if empty:
             s.notes.append(f"No values yet for: {', '.join(empty)}.")
         s.html = results_table(ds, list(COLUMNS), COLUMN_LABELS, tuple(ERRORS))
-    f1f0 = None if found["tuning"] is None else _f1f0_rules_note(found["tuning"])
+    f1f0 = None if found["tuning"] is None else _f1f0_rules_note(encoder_units(found["tuning"]))
     if f1f0:
         s.notes.append(f1f0)
     sections.append(s)
