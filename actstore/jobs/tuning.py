@@ -89,11 +89,9 @@ def measure_zoo(ds: xr.Dataset, settings: dict, main_contrast: float) -> xr.Data
         widths.append(np.full(len(archs), picked.sizes["unit"]) if width is None else width.values)
         depth = ds.get(f"{space}_depth")
         depths.append(np.ones(len(archs)) if depth is None else depth.values)
-    spaces = static_spaces(ds)
-    result = xr.concat(results, dim=pd.Index(spaces, name="space"), join="outer",
-                       fill_value={name: (False if name in FLAGS else np.nan) for name in results[0].data_vars})
+    fill = {name: (False if name in FLAGS else np.nan) for name in results[0].data_vars}
+    result = xr.concat(results, dim=pd.Index(static_spaces(ds), name="space"), join="outer", fill_value=fill)
     result = result.set_index(model=["arch", "seed"]).unstack("model")
-    fill = {name: (False if name in FLAGS else np.nan) for name in result.data_vars}
     result = result.reindex(arch=archs, seed=seeds, fill_value=fill).transpose("arch", "seed", "space", "unit", ...)
     result = result.merge(model_summaries(result))
     result["complete"] = (("arch", "seed"), done)
