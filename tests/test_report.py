@@ -15,7 +15,7 @@ from actstore.report import build_report, report_content
 
 FIGURES = {"neural", "orientation", "contrast", "rdk", "tuning", "geometry", "scatter-prediction-probes",
            "scatter-prediction-tuning", "scatter-prediction-geometry", "scatter-geometry-probes",
-           "scatter-tuning-probes", "ground-truth"}
+           "scatter-tuning-probes", "ground-truth", "hierarchy"}
 PROBE_SECTIONS = {"orientation", "contrast", "rdk"}
 
 
@@ -128,6 +128,18 @@ def test_figures_have_labelled_axes_and_show_the_analyses_numbers(smoke_catalog,
     neural = xr.open_zarr(f"{smoke_root}/analysis/neural.zarr")
     bars = [p.get_height() for p in figures["neural"].axes[0].patches]
     np.testing.assert_allclose(bars, neural["neural_r"].sel(seed=0).values, rtol=1e-6)
+    # hierarchy: per arch one line over its spaces in depth order, y = the probe's by-space accuracy
+    probes = xr.open_zarr(f"{smoke_root}/analysis/probes.zarr")
+    tuning = xr.open_zarr(f"{smoke_root}/analysis/tuning.zarr")
+    acc_panel = figures["hierarchy"].axes[0]
+    drawn = {c.get_label(): c.lines[0] for c in acc_panel.containers}
+    assert set(drawn) == set(smoke_catalog["zoo"]["archs"])
+    for arch, line in drawn.items():
+        depth = tuning["depth"].sel(arch=arch).values
+        order = np.lexsort((tuning["space"].values == "encoder", depth))
+        np.testing.assert_allclose(line.get_xdata(), depth[order])
+        np.testing.assert_allclose(line.get_ydata(),
+                                   probes["orientation_id_by_space"].sel(arch=arch, seed=0).values[order])
     # ground truth: the assay recovers the oracle's preferred orientations (points on the identity line)
     ori = figures["ground-truth"].axes[0].lines[0]
     true, recovered = np.asarray(ori.get_xdata()), np.asarray(ori.get_ydata())
@@ -141,7 +153,7 @@ def test_missing_inputs_become_notes_and_changed_inputs_rebuild(smoke_root, smok
     build_report(smoke_catalog, root)
     index = tmp_path / "report" / "index.html"
     page = Page(index.read_text())
-    assert sorted(page.images) == ["geometry.png", "neural.png", "tuning.png"]
+    assert sorted(page.images) == ["geometry.png", "hierarchy.png", "neural.png", "tuning.png"]
     assert all((tmp_path / "report" / src).is_file() for src in page.images)
     for key in PROBE_SECTIONS:
         assert any("probes.zarr not found" in note for note in page.notes[key])
@@ -152,7 +164,8 @@ def test_missing_inputs_become_notes_and_changed_inputs_rebuild(smoke_root, smok
     lines = build_report(smoke_catalog, root)
     assert "up to date" not in lines[-1]
     page = Page(index.read_text())
-    assert sorted(page.images) == ["neural.png", "tuning.png"] and not (tmp_path / "report" / "geometry.png").exists()
+    assert sorted(page.images) == ["hierarchy.png", "neural.png", "tuning.png"]  # hierarchy: tuning's panels
+    assert not (tmp_path / "report" / "geometry.png").exists()
     assert any("geometry.zarr not found" in note for note in page.notes["geometry"])
 
 

@@ -56,3 +56,35 @@ def test_a_path_that_is_not_a_module_is_one_clear_line():
     space = LayerSpace("early", "early_unit", "frame", modules={"alexnet": "encoder.layer1"}, widths={"alexnet": 1})
     with pytest.raises(UserError, match="'encoder.layer1' is not a module of the alexnet twin"):
         list(batched_features(twin, np.zeros((1, 1, 30, 40), np.float32), 1, "cpu", 5, (space,)))
+
+
+def test_median_se_is_the_bootstrap_of_the_median():
+    from actstore.analysis.hierarchy import median_and_se
+
+    x = np.random.default_rng(1).normal(size=400)
+    median, _, n = median_and_se(np.concatenate([x, [np.nan] * 7]))
+    assert n == 400 and median == np.median(x)
+    # the SE of a normal sample's median is sqrt(pi / 2) sd / sqrt(n) = 0.0627 (n = 400); the bootstrap estimate
+    # varies from sample to sample (it depends on the data near the median), so it is checked on average
+    ses = [median_and_se(np.random.default_rng(k).normal(size=400))[1] for k in range(30)]
+    assert np.mean(ses) == pytest.approx(np.sqrt(np.pi / 2) / np.sqrt(400), rel=0.1)
+    assert median_and_se(np.array([2.0, np.nan]))[1:] == (pytest.approx(np.nan, nan_ok=True), 1)
+
+
+def test_every_assay_reads_the_layer_spaces_of_the_smoke_zoo(smoke_root):
+    """Layer spaces through the whole main job: tuning, the orientation probe and geometry per space."""
+    import xarray as xr
+
+    probes = xr.open_zarr(f"{smoke_root}/analysis/probes.zarr")
+    tuning = xr.open_zarr(f"{smoke_root}/analysis/tuning.zarr")
+    geometry = xr.open_zarr(f"{smoke_root}/analysis/geometry.zarr")
+    assert list(probes["space"].values) == ["encoder", "early", "middle", "late"]
+    by_space = probes["orientation_id_by_space"]
+    np.testing.assert_array_equal(by_space.sel(space="encoder").values, probes["orientation_id"].values)
+    assert np.isfinite(by_space.values).all() and (probes["orientation_ood_by_space_se"] > 0).all()
+    assert list(tuning["space"].values) == ["encoder", "early", "middle", "late"]
+    width = tuning["width"]
+    for space in ("early", "middle", "late"):
+        rank = geometry[f"effective_rank_{space}"]
+        assert (rank > 0).all() and (rank <= width.sel(space=space)).all()  # only the arch's own units
+        assert np.isfinite(geometry[f"alpha_{space}"].values).any()

@@ -1,7 +1,9 @@
 """`actstore analyze geometry`: eigenspectra and power-law exponents (design 6.4) of every complete model's
-GRU final state and encoder output over the reference clips -> analysis/geometry.zarr.
+GRU final state, encoder output and layer spaces over the reference clips -> analysis/geometry.zarr
+(`alpha_<space>`, `effective_rank_<space>` per model; `eigenvalues` with a space dim).
 
-The encoder space uses the LAST frame's encoder output per clip (one D-vector per clip, like the GRU).
+The encoder space uses the LAST frame's encoder output per clip (one D-vector per clip, like the GRU); a layer
+space holds only the last frame, and only its arch's own units (not the store's padding) enter the spectrum.
 Features stay lazy Dask arrays; the spectrum is a tall-and-skinny QR (or randomized SVD when very wide).
 Eigenvalues below `relative_floor` x the largest are stored as NaN: they are rounding noise (values like 1e-300 of
 rank-deficient features), not variance, so no reader can fit or plot them; `effective_rank_<space>` counts the rest.
@@ -17,16 +19,19 @@ from actstore.jobs.inputs import as_json, model_grid, open_input_store, text_as_
 from actstore.store.analysis import write_analysis
 from actstore.store.ledger import complete_models, store_fingerprint
 
-VERSION = "geometry/2"
+VERSION = "geometry/3"
 STORE = "reference_clips"
-SPACES = {"gru": "chunk", "encoder": "frame"}  # feature space -> the per-clip dim whose last entry is used
+STEP_DIMS = ("chunk", "frame")  # per-clip dims whose last entry is used
 
 
 def clip_features(ds: xr.Dataset, arch: str, seed: int, space: str) -> xr.DataArray:
-    """(trial, features) of one model, lazy: the last chunk's GRU state, or the last frame's encoder output."""
+    """(trial, features) of one model, lazy: the last chunk's GRU state, the last frame's encoder output, or a
+    layer's units (its arch's own width)."""
     var = ds[space].sel(arch=arch, seed=seed)
-    last = SPACES[space]
-    return var.isel({last: -1}) if last in var.dims else var
+    var = var.isel({d: -1 for d in STEP_DIMS if d in var.dims})
+    if f"{space}_width" in ds.coords:
+        var = var.isel({var.dims[-1]: slice(0, int(ds[f"{space}_width"].sel(arch=arch)))})
+    return var
 
 
 def run(catalog: Catalog, root: str) -> list[str]:
@@ -43,9 +48,10 @@ def run(catalog: Catalog, root: str) -> list[str]:
         return [f"geometry: no complete models in {STORE}.zarr; skipped"]
     archs, seeds = list(catalog["zoo"]["archs"]), list(catalog["zoo"]["seeds"])
     ranks = tuple(cfg["ranks"])
-    spectra: dict[str, list[np.ndarray]] = {space: [] for space in SPACES}
+    spaces = list(ds.attrs["spaces"])
+    spectra: dict[str, list[np.ndarray]] = {space: [] for space in spaces}
     for arch, seed in models:
-        for space in SPACES:
+        for space in spaces:
             spectra[space].append(eigenspectrum(
                 clip_features(ds, arch, seed, space), cfg["n_components"],
                 exact_max_features=cfg["randomized_above"], power_iterations=cfg["power_iterations"]))
@@ -54,11 +60,11 @@ def run(catalog: Catalog, root: str) -> list[str]:
     n_rank = max(len(s) for specs in spectra.values() for s in specs)
     # spectra descend, so the eigenvalues above the floor are the first effective_rank ones; the rest become NaN
     kept = {space: np.stack([np.pad(s[:f.effective_rank], (0, n_rank - f.effective_rank), constant_values=np.nan)
-                             for s, f in zip(spectra[space], fits[space])]) for space in SPACES}
-    alphas = {space: np.array([f.alpha for f in fits[space]]) for space in SPACES}
+                             for s, f in zip(spectra[space], fits[space])]) for space in spaces}
+    alphas = {space: np.array([f.alpha for f in fits[space]]) for space in spaces}
     variables = {"eigenvalues": (("space", "arch", "seed", "rank"),
-                                 np.stack([model_grid(kept[s], models, archs, seeds) for s in SPACES]))}
-    for space in SPACES:
+                                 np.stack([model_grid(kept[s], models, archs, seeds) for s in spaces]))}
+    for space in spaces:
         reason = dict(zip(models, (f.reason for f in fits[space])))
         variables[f"alpha_{space}"] = (("arch", "seed"), model_grid(alphas[space], models, archs, seeds))
         variables[f"alpha_{space}_reason"] = (("arch", "seed"), np.array(
@@ -66,7 +72,7 @@ def run(catalog: Catalog, root: str) -> list[str]:
         variables[f"effective_rank_{space}"] = (("arch", "seed"), model_grid(
             np.array([f.effective_rank for f in fits[space]]), models, archs, seeds))
     out = xr.Dataset(
-        variables, coords={"space": list(SPACES), "arch": archs, "seed": seeds, "rank": np.arange(1, n_rank + 1)},
+        variables, coords={"space": spaces, "arch": archs, "seed": seeds, "rank": np.arange(1, n_rank + 1)},
         attrs={"ranks": list(ranks), "relative_floor": cfg["relative_floor"],
                "below_floor": "eigenvalues below relative_floor x the largest are stored as NaN",
                "encoder_features": "last frame's encoder output per clip",

@@ -1,7 +1,8 @@
 """`actstore analyze probes`: the three linear probes of design 6.3 for every complete model -> analysis/probes.zarr.
 
-Features: orientation = the encoder output of the single frame; contrast = the GRU final state;
-RDK = the last chunk's GRU final state. Standardization (train-split statistics) per task is set by
+Features: orientation = the encoder output of the single frame (and, at the largest train size, every layer
+space: `orientation_<test>_by_space` along the hierarchy); contrast = the GRU final state; RDK = the last chunk's
+GRU final state. Standardization (train-split statistics) per task is set by
 catalog analysis.probes.standardize (paper: RDK only). Each task is one batched solve over models x L2 per
 stimulus draw: where the store's stimuli are drawn per model seed, each seed's models are probed on their own
 draw (the study's A.3). Test level grids come from the recipe (store attrs), never from the data.
@@ -23,7 +24,7 @@ from actstore.jobs.inputs import (as_json, model_grid, open_input_store, per_dra
 from actstore.store.analysis import write_analysis
 from actstore.store.ledger import complete_models, store_fingerprint
 
-VERSION = "probes/4"  # 4: float32 L-BFGS with float64 stop tests (results may differ in the last digits)
+VERSION = "probes/5"  # 5: the orientation probe on every layer space too
 TASKS = {"orientation": "orientation_task", "contrast": "contrast_task", "rdk": "rdk_task"}
 
 
@@ -32,12 +33,15 @@ def _split(ds: xr.Dataset) -> np.ndarray:
 
 
 def _features(ds: xr.Dataset, models: list[tuple[str, int]], space: str) -> np.ndarray:
-    """(M, trials, F) features of the models: the last chunk of the GRU state or the last frame of the encoder."""
+    """(M, trials, F) features of the models: the last chunk of the GRU state or the last frame of the encoder or
+    a layer. A layer's padding beyond an arch's own width is NaN in the store and 0 here: a constant-zero feature
+    gets zero weight under L2, so the probe is the one on the arch's own units."""
     var = ds[space]
     for dim in ("chunk", "frame"):
         if dim in var.dims:
             var = var.isel({dim: -1})
-    return stack_models(var, models).transpose("model", "trial", ...).values.astype(np.float64)
+    x = stack_models(var, models).transpose("model", "trial", ...).values.astype(np.float64)
+    return np.nan_to_num(x, nan=0.0) if f"{space}_width" in ds.coords else x
 
 
 def _sets(x: np.ndarray, ds: xr.Dataset, names: tuple[str, ...], standardize: bool) -> list[np.ndarray]:
@@ -67,7 +71,8 @@ def orientation(ds: xr.Dataset, models: list[tuple[str, int]], cfg: dict, seed: 
     train, val, test_id, test_ood = (x[:, split == n] for n in ("train", "val", "test_id", "test_ood"))
     correct: dict[str, list[np.ndarray]] = {"id": [], "ood": []}
     l2 = []
-    for idx in sc.balanced_subsets(y["train"], sizes, k, seed):
+    subsets = sc.balanced_subsets(y["train"], sizes, k, seed)
+    for idx in subsets:
         sets = [train[:, idx], val, test_id, test_ood]
         if cfg["standardize"]["orientation"]:
             sets = sc.standardized(*sets)
@@ -76,7 +81,23 @@ def orientation(ds: xr.Dataset, models: list[tuple[str, int]], cfg: dict, seed: 
         for test, features in (("id", sets[2]), ("ood", sets[3])):
             correct[test].append(probes.predict(features)[:, 0] == y[f"test_{test}"])
         l2.append(chosen)
-    out = {"train_size": np.array(sizes), "chance": 1.0 / k, "orientation_l2": np.stack(l2, 1)}
+    by_space = {"id": [correct["id"][-1]], "ood": [correct["ood"][-1]]}  # the encoder at the largest size
+    layers = [name for name in ds.attrs["spaces"] if f"{name}_width" in ds.coords]
+    for space in layers:  # the same largest balanced subset, L2 chosen on val per space
+        f = _features(ds, models, space)
+        sets = [f[:, split == "train"][:, subsets[-1]], *(f[:, split == n] for n in ("val", "test_id", "test_ood"))]
+        if cfg["standardize"]["orientation"]:
+            sets = sc.standardized(*sets)
+        probes, _ = fit_selected(sets[0], y["train"][subsets[-1]], sets[1], y["val"], k, cfg["l2_grid"],
+                                 cfg["max_iter"], cfg["tolerance"])
+        for test, features in (("id", sets[2]), ("ood", sets[3])):
+            by_space[test].append(probes.predict(features)[:, 0] == y[f"test_{test}"])
+    out = {"train_size": np.array(sizes), "chance": 1.0 / k, "orientation_l2": np.stack(l2, 1),
+           "space": np.array(["encoder", *layers], dtype=object)}
+    for test, hits in by_space.items():
+        acc = np.stack(hits, 1).mean(-1)  # (M, spaces)
+        out.update(_with_error(f"orientation_{test}_by_space", acc, sc.binomial_se(acc, len(y[f"test_{test}"])),
+                               len(y[f"test_{test}"])))
     log_sizes = np.log2(sizes)
     for test in ("id", "ood"):
         hits = np.stack(correct[test], 1)  # (M, sizes, test trials): each trial correct or not
@@ -161,7 +182,7 @@ def rdk(ds: xr.Dataset, models: list[tuple[str, int]], cfg: dict) -> dict[str, n
             **_with_error("rdk_auc", sc.normalized_auc(acc, grid), sc.trapezoid_se(se, grid), len(label))}
 
 
-LEVEL_DIMS = ("train_size", "contrast", "coherence")
+LEVEL_DIMS = ("train_size", "contrast", "coherence", "space")
 
 
 def merged(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
@@ -184,12 +205,12 @@ def _dataset(results: dict[str, dict], models: dict[str, list], archs: list[str]
     data, coords = {}, {"arch": archs, "seed": seeds}
     for task, res in results.items():
         level = next((d for d in LEVEL_DIMS if d in res), None)
-        if level is not None:
-            coords[level] = res[level]
+        coords.update({d: res[d] for d in LEVEL_DIMS if d in res})
         for name, values in res.items():
             if name in LEVEL_DIMS or name == "chance":
                 continue
-            dims = ("arch", "seed") if np.ndim(values) == 1 else ("arch", "seed", level)
+            last = "space" if "_by_space" in name else level
+            dims = ("arch", "seed") if np.ndim(values) == 1 else ("arch", "seed", last)
             data[name] = (dims, model_grid(values, models[task], archs, seeds))
     ds = xr.Dataset(data, coords=coords)
     ds.attrs = {"l2_convention": "mean loss + l2/2 |W|^2; sklearn C = 1/(l2 n)",

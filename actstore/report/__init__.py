@@ -205,6 +205,32 @@ def _geometry(found: dict, sections: list, figures: dict) -> None:
     sections.append(s)
 
 
+def _hierarchy(found: dict, sections: list, figures: dict) -> None:
+    from actstore.analysis.hierarchy import hierarchy_profiles
+    from actstore.report import figures as fg
+    from actstore.report.html import Section
+
+    tuning = found["tuning"]
+    s = Section("hierarchy", "Across the hierarchy",
+                "Each twin's layer spaces (catalog spaces.layers: early, middle, late; the centre unit of each "
+                "channel) and its encoder output, at their relative depth: orientation-probe accuracy in "
+                "distribution at the largest train size (each seed's test trials), and the median gOSI and F1/F0 "
+                "of the units passing QC (n units per point in the table below), and alpha of the reference "
+                "clips' eigenspectrum. Mean over seeds; bars +- 1 SE.")
+    if tuning is None or "space" not in tuning.dims:
+        s.notes.append(_missing("tuning", "analyze tuning"))
+    else:
+        profiles = hierarchy_profiles(tuning.compute(), found["probes"], found["geometry"])
+        if found["probes"] is not None and "orientation_chance" in found["probes"].attrs:
+            profiles.attrs["orientation_chance"] = float(found["probes"].attrs["orientation_chance"])
+        n = profiles["gosi_median_n"].sum("seed").to_pandas().astype(int)
+        s.notes.append("Units passing orientation QC per architecture and space (seeds summed): "
+                       + "; ".join(f"{a} " + ", ".join(f"{sp} {n.loc[a, sp]}" for sp in n.columns) for a in n.index)
+                       + ".")
+        figures[s.key] = fg.hierarchy(profiles)
+    sections.append(s)
+
+
 def _scatters(found: dict, sections: list, figures: dict) -> None:
     from actstore.analysis.stats import ALPHA, DESCRIPTIVE_POINTS, GROUPS, PAIR_GROUPS
     from actstore.report import figures as fg
@@ -293,7 +319,7 @@ def report_content(catalog: Catalog, root: str) -> tuple[list[Section], dict[str
     found = {name: open_analysis(root, name) for name in ANALYSES}
     sections: list[Section] = []
     figures: dict[str, Figure] = {}
-    builders: list[Callable[[dict, list, dict], None]] = [_neural, _probes, _tuning, _geometry, _scatters, _table]
+    builders: list[Callable[[dict, list, dict], None]] = [_neural, _probes, _tuning, _geometry, _hierarchy, _scatters, _table]
     for build in builders:
         build(found, sections, figures)
     _oracle(catalog, root, sections, figures)

@@ -256,7 +256,7 @@ def eigenspectra(geometry: xr.Dataset) -> Figure:
     the store and not drawn; an architecture none of whose seeds was fitted gives the reason in the legend."""
     colors = arch_colors([str(a) for a in geometry["arch"].values])
     lo, hi = (int(r) for r in geometry.attrs.get("ranks", (20, 200)))
-    spaces = [str(s) for s in geometry["space"].values]
+    spaces = [str(s) for s in geometry["space"].values if str(s) in SPACE_TITLES]  # layers: the hierarchy figure
     fig, axes = figure(1, len(spaces), width=4.8, height=4.0)
     rank = geometry["rank"].values.astype(float)
     for ax, space in zip(axes[0], spaces):
@@ -291,6 +291,43 @@ def eigenspectra(geometry: xr.Dataset) -> Figure:
         ax.set_ylabel("eigenvalue (variance, standardized units)")
         ax.set_title(f"{SPACE_TITLES.get(space, space)} (fit: ranks {lo}-{hi})")
         ax.legend(fontsize=7, loc="lower left")
+    return fig
+
+
+HIERARCHY_PANELS = (  # (profile variable, axis label); each with `<variable>_se` bars where it has them
+    ("orientation_id", "orientation accuracy, ID (fraction correct)"),
+    ("gosi_median", "median gOSI (0-1)"),
+    ("f1f0_median", "median F1/F0 (ratio)"),
+    ("alpha", "power-law exponent \u03b1"),
+)
+
+
+def hierarchy(profiles: xr.Dataset) -> Figure:
+    """Probe accuracy, median gOSI, median F1/F0 and alpha against relative depth (the fraction of the encoder's
+    convolutions; the encoder output is 1), one line per architecture: mean over seeds, bars +- 1 SE of that mean
+    (binomial for accuracy, bootstrap over units for medians; alpha has none: one fit per model)."""
+    colors = arch_colors([str(a) for a in profiles["arch"].values])
+    fig, axes = figure(2, 2, width=4.6, height=3.6)
+    for ax, (var, label) in zip(axes.ravel(), HIERARCHY_PANELS):
+        if var not in profiles:
+            ax.set_axis_off()
+            continue
+        for arch in _archs(profiles[var]):
+            p = profiles.sel(arch=arch)
+            depth = p["depth"].mean("seed").values
+            order = np.lexsort((p["space"].values == "encoder", depth))  # at a tie the output comes last
+            values = p[var].transpose("seed", "space")
+            mean, _ = _mean_sd(values)
+            se = f"{var}_se"
+            err = mean_se(values, p[se].transpose("seed", "space"), True).values if se in p else None
+            ax.errorbar(depth[order], mean[order], yerr=None if err is None else err[order], fmt="o-", ms=3,
+                        capsize=2, elinewidth=0.8, color=colors[arch], label=arch)
+        if var == "orientation_id" and "orientation_chance" in profiles.attrs:
+            ax.axhline(profiles.attrs["orientation_chance"], color="grey", ls="--", lw=1, label="chance")
+        ax.set_xlabel("relative depth (fraction of the encoder's convolutions)")
+        ax.set_ylabel(label + (SE_BARS if f"{var}_se" in profiles else ""))
+    fig.legend(*axes[0, 0].get_legend_handles_labels(), loc="outside right upper", fontsize=7)
+    fig.suptitle("Across the hierarchy: encoder layers (early, middle, late) and output")
     return fig
 
 

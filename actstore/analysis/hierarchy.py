@@ -1,0 +1,51 @@
+"""Profiles along each twin's hierarchy: per model and static space (encoder layers and output), at the space's
+relative depth, the orientation probe's accuracy, the median gOSI and F1/F0 of the QC-passing units, and the
+eigenspectrum's alpha; each with a standard error where one exists (binomial, bootstrap over units)."""
+from __future__ import annotations
+
+import numpy as np
+import xarray as xr
+
+BOOTSTRAP = 200  # resamples of the units for a median's SE
+MEDIANS = {"gosi_median": ("gosi", "qc_orientation"), "f1f0_median": ("f1f0", "qc_phase")}
+
+
+def median_and_se(values: np.ndarray, n_boot: int = BOOTSTRAP, seed: int = 0) -> tuple[float, float, int]:
+    """Median of the finite values, its bootstrap SE (SD of the medians of `n_boot` resamples; NaN below 2
+    values) and how many values it rests on."""
+    v = values[np.isfinite(values)]
+    if len(v) == 0:
+        return np.nan, np.nan, 0
+    if len(v) < 2:
+        return float(v[0]), np.nan, 1
+    draws = np.random.default_rng(seed).choice(v, size=(n_boot, len(v)), replace=True)
+    return float(np.median(v)), float(np.median(draws, axis=1).std(ddof=1)), len(v)
+
+
+def hierarchy_profiles(tuning: xr.Dataset, probes: xr.Dataset | None = None,
+                       geometry: xr.Dataset | None = None) -> xr.Dataset:
+    """(arch, seed, space) profiles on tuning's spaces: `depth`; `gosi_median`, `f1f0_median` with `_se` and
+    `_n` (units); `orientation_id`/`_ood` with `_se` (binomial) where probes has them by space; `alpha` (no SE:
+    one fit per model). Absent inputs or models are NaN."""
+    spaces = [str(s) for s in tuning["space"].values]
+    out = xr.Dataset(coords={"arch": tuning["arch"].values, "seed": tuning["seed"].values, "space": spaces})
+    out["depth"] = tuning["depth"].transpose("arch", "space").broadcast_like(out["seed"]).transpose(
+        "arch", "seed", "space")
+    for name, (var, qc) in MEDIANS.items():
+        passing = tuning[var].where(tuning[qc].astype(bool)).transpose("arch", "seed", "space", "unit").values
+        stats = np.array([[[median_and_se(passing[i, j, k]) for k in range(len(spaces))]
+                           for j in range(passing.shape[1])] for i in range(passing.shape[0])])
+        for suffix, m in zip(("", "_se", "_n"), np.moveaxis(stats, -1, 0)):
+            out[name + suffix] = (("arch", "seed", "space"), m)
+    if probes is not None:
+        for test in ("id", "ood"):
+            for suffix in ("", "_se"):
+                name = f"orientation_{test}_by_space{suffix}"
+                if name in probes:
+                    out[f"orientation_{test}{suffix}"] = probes[name].reindex_like(out).astype(np.float64)
+    if geometry is not None:
+        alpha = [geometry[f"alpha_{s}"] if f"alpha_{s}" in geometry else xr.full_like(geometry["alpha_gru"], np.nan)
+                 for s in spaces]
+        out["alpha"] = xr.concat(alpha, dim="space").assign_coords(space=spaces).reindex_like(out).transpose(
+            "arch", "seed", "space").astype(np.float64)
+    return out
