@@ -131,6 +131,16 @@ def _train_override(v: Any, where: str) -> None:
     _check_override(TRAIN, v, where)
 
 
+BYO_ENTRY = {  # a bring-your-own twin (actstore/models/external.py)
+    "builder": _str(),                 # "package.module:function", returns the twin (an nn.Module)
+    "checkpoint": _str(),              # its state_dict file, "{seed}" replaced by the seed; relative to the root
+    "seeds": _list(_int(0), unique=True),
+    "frame_shape": _list(_int(1), length=2),
+    "encoder": _str(),                 # module path: applied to every frame, (N, 1, H, W) -> (N, D)
+    "gru": _str(),                     # module path: a batch-first torch.nn.GRU over the encoded frames
+    "layers": _mapping(_str(), _str()),  # layer space name (catalog spaces.layers) -> module path
+}
+
 SCHEMA: dict[str, Any] = {
     "name": _str(),
     "default_profile": _str(),
@@ -194,6 +204,7 @@ SCHEMA: dict[str, Any] = {
         "encoder_dim": _int(1),
         "hidden_dim": _int(1),
     },
+    "byo": _mapping(_str(), lambda v, where: _check(BYO_ENTRY, v, where)),
     "spaces": {
         "reduce": _str(REDUCE_RULES),
         "recipes": _list(_str(), min_len=0, unique=True),
@@ -321,13 +332,19 @@ class Catalog:
 
     @property
     def models(self) -> list[tuple[str, int]]:
-        """Every (arch, seed) of the zoo, in catalog order."""
-        return [(a, s) for a in self.cfg["zoo"]["archs"] for s in self.cfg["zoo"]["seeds"]]
+        """Every (arch, seed) of the zoo, then every bring-your-own twin's (name, seed), in catalog order."""
+        return ([(a, s) for a in self.cfg["zoo"]["archs"] for s in self.cfg["zoo"]["seeds"]]
+                + [(name, s) for name, entry in self.cfg["byo"].items() for s in entry["seeds"]])
+
+    @property
+    def archs(self) -> list[str]:
+        """The architecture axis of every result: the zoo's archs, then the bring-your-own twins' names."""
+        return [*self.cfg["zoo"]["archs"], *self.cfg["byo"]]
 
     def select(self, archs: list[str] | None = None, seeds: list[int] | None = None) -> list[tuple[str, int]]:
-        """The zoo's models limited to `archs`/`seeds` (None or empty: all); each asked one must be in the zoo."""
+        """The models limited to `archs`/`seeds` (None or empty: all); each asked one must be in the catalog."""
         zoo = self.cfg["zoo"]
-        for flag, asked, valid in (("--arch", archs, zoo["archs"]), ("--seed", seeds, zoo["seeds"])):
+        for flag, asked, valid in (("--arch", archs, self.archs), ("--seed", seeds, zoo["seeds"])):
             bad = [x for x in (asked or []) if x not in valid]
             if bad:
                 raise UserError(f"{flag} {bad[0]}: not in the zoo of profile {self.profile} ({self.path}); "
@@ -414,6 +431,16 @@ def _check_consistency(cfg: dict, where: str) -> None:
     lo, hi = cfg["analysis"]["geometry"]["ranks"]
     if lo > hi:
         raise UserError(f"{where}: analysis.geometry.ranks: {[lo, hi]} must be [low, high] with low <= high")
+    for name, entry in cfg["byo"].items():
+        if name in ARCHS:
+            raise UserError(f"{where}: byo.{name}: a zoo architecture's name; choose another name")
+        stray = [s for s in entry["seeds"] if s not in cfg["zoo"]["seeds"]]
+        if stray:
+            raise UserError(f"{where}: byo.{name}.seeds: {stray} not in zoo.seeds {cfg['zoo']['seeds']} (stores hold "
+                            "one grid of seeds, and per-seed stimulus draws follow the zoo's)")
+        if sorted(entry["layers"]) != sorted(cfg["spaces"]["layers"]):
+            raise UserError(f"{where}: byo.{name}.layers: names {sorted(entry['layers'])}; expected one module path "
+                            f"for each of spaces.layers: {sorted(cfg['spaces']['layers'])}")
     for name, paths in cfg["spaces"]["layers"].items():
         if name in ("encoder", "gru") or not name.isidentifier():
             raise UserError(f"{where}: spaces.layers.{name}: expected a new identifier, not encoder or gru")

@@ -159,15 +159,13 @@ def captured_outputs(twin: DigitalTwin, paths: list[str]) -> Iterator[dict[str, 
             handle.remove()
 
 
-def layer_info(arch: str, frame_shape: tuple[int, int], paths: list[str], config: dict) -> dict[str, dict[str, Any]]:
-    """Per module path of a fresh `arch` twin: its channel count (`width`) and relative depth (`depth`, the
-    fraction of the encoder's convolutions run when the module's output appears), from one forward pass."""
+def layer_info(twin: Any, frame_shape: tuple[int, int], paths: list[str]) -> dict[str, dict[str, Any]]:
+    """Per module path of `twin`: its channel count (`width`) and relative depth (`depth`, the fraction of the
+    encoder's convolutions run when the module's output appears), from one forward pass of a blank frame."""
     import torch
     from torch import nn
 
-    from actstore.models import build_twin
-
-    twin = build_twin(arch, frame_shape, {"m": 1}, int(config["encoder_dim"]), int(config["hidden_dim"])).eval()
+    twin.eval()
     convs = [m for m in twin.encoder.modules() if isinstance(m, nn.Conv2d)]
     done = [0]
     depth: dict[str, float] = {}
@@ -181,28 +179,46 @@ def layer_info(arch: str, frame_shape: tuple[int, int], paths: list[str], config
     return {p: {"width": int(out[p].shape[1]), "depth": round(depth[p], 4)} for p in paths}
 
 
+def layer_modules(catalog: Any) -> dict[str, dict[str, str]]:
+    """Layer space -> {arch: module path} for every zoo arch (spaces.layers) and bring-your-own twin (its layers)."""
+    archs = list(catalog["zoo"]["archs"])
+    return {name: {**{a: paths[a] for a in archs}, **{b: e["layers"][name] for b, e in catalog["byo"].items()}}
+            for name, paths in catalog["spaces"]["layers"].items()}
+
+
+def blank_twin(catalog: Any, arch: str, frame_shape: tuple[int, int]) -> Any:
+    """An untrained twin of a zoo arch or a bring-your-own twin, to read its layers' shapes."""
+    if arch in catalog["byo"]:
+        from actstore.models.external import ExternalTwin, external_config
+
+        return ExternalTwin(external_config(arch, catalog["byo"][arch]))
+    from actstore.models import build_twin
+
+    return build_twin(arch, frame_shape, {"m": 1}, int(catalog["zoo"]["encoder_dim"]), int(catalog["zoo"]["hidden_dim"]))
+
+
 def layer_spaces(catalog: Any, recipe_name: str, frame_shape: tuple[int, int]) -> tuple[LayerSpace, ...]:
     """The catalog's layer spaces for a recipe (none unless it is in spaces.recipes), widths from the models."""
     cfg = catalog["spaces"]
     if recipe_name not in cfg["recipes"] or not cfg["layers"]:
         return ()
-    config = {k: catalog["zoo"][k] for k in ("encoder_dim", "hidden_dim")}
-    archs = list(catalog["zoo"]["archs"])
-    info = {a: layer_info(a, frame_shape, [cfg["layers"][s][a] for s in cfg["layers"]], config) for a in archs}
-    return tuple(LayerSpace(name, f"{name}_unit", "frame", modules={a: paths[a] for a in archs}, reduce=cfg["reduce"],
+    modules = layer_modules(catalog)
+    archs = list(next(iter(modules.values())))
+    info = {a: layer_info(blank_twin(catalog, a, frame_shape), frame_shape, [modules[s][a] for s in modules])
+            for a in archs}
+    return tuple(LayerSpace(name, f"{name}_unit", "frame", modules=paths, reduce=cfg["reduce"],
                             widths={a: info[a][paths[a]]["width"] for a in archs},
                             depths={a: info[a][paths[a]]["depth"] for a in archs})
-                 for name, paths in cfg["layers"].items())
+                 for name, paths in modules.items())
 
 
 def layers_identity(catalog: Any, recipe_name: str) -> dict[str, Any]:
     """What a store's layer spaces are made of (its attrs['layers']): the reduce rule and each space's module per
-    zoo arch; {} for a recipe without layer spaces. Read from the catalog alone (no model is built)."""
+    model arch; {} for a recipe without layer spaces. Read from the catalog alone (no model is built)."""
     cfg = catalog["spaces"]
     if recipe_name not in cfg["recipes"] or not cfg["layers"]:
         return {}
-    archs = list(catalog["zoo"]["archs"])
-    return {"reduce": cfg["reduce"], "modules": {n: {a: p[a] for a in archs} for n, p in cfg["layers"].items()}}
+    return {"reduce": cfg["reduce"], "modules": layer_modules(catalog)}
 
 
 def resolve_device(device: str | None) -> str:

@@ -34,7 +34,8 @@ def test_hooked_layer_equals_the_module_applied_by_hand():
 
 
 def test_layer_info_reads_width_and_relative_depth_from_the_model():
-    info = layer_info("resnet18", (30, 40), ["encoder.layer1", "encoder.layer3"], {"encoder_dim": 16, "hidden_dim": 8})
+    twin = build_twin("resnet18", (30, 40), {"m": 1}, encoder_dim=16, hidden_dim=8)
+    info = layer_info(twin, (30, 40), ["encoder.layer1", "encoder.layer3"])
     # ResNet-18 has 20 convolutions (17 + 3 downsampling); layer1 ends after 5 of them, layer3 after 15
     assert info == {"encoder.layer1": {"width": 64, "depth": 0.25}, "encoder.layer3": {"width": 256, "depth": 0.75}}
 
@@ -42,10 +43,9 @@ def test_layer_info_reads_width_and_relative_depth_from_the_model():
 def test_default_catalog_has_three_depths_per_arch_ordered_from_stem_to_output():
     cfg = DEMO["spaces"]
     assert list(cfg["layers"]) == ["early", "middle", "late"]
-    config = {"encoder_dim": 128, "hidden_dim": 512}
     for arch in DEMO["zoo"]["archs"]:
-        depths = [d["depth"] for d in layer_info(arch, (30, 40), [cfg["layers"][s][arch] for s in cfg["layers"]],
-                                                config).values()]
+        twin = build_twin(arch, (30, 40), {"m": 1}, encoder_dim=128, hidden_dim=512)
+        depths = [d["depth"] for d in layer_info(twin, (30, 40), [cfg["layers"][s][arch] for s in cfg["layers"]]).values()]
         assert 0 < depths[0] < depths[1] < depths[2] <= 1, (arch, depths)
     assert {s.name for s in layer_spaces(DEMO, "tuning_grid", (30, 40))} == {"early", "middle", "late"}
     assert layer_spaces(DEMO, "contrast_task", (30, 40)) == ()  # dynamic probes read the GRU only

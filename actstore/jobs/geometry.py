@@ -46,7 +46,7 @@ def run(catalog: Catalog, root: str) -> list[str]:
     models = complete_models(ds, catalog.models)
     if not models:
         return [f"geometry: no complete models in {STORE}.zarr; skipped"]
-    archs, seeds = list(catalog["zoo"]["archs"]), list(catalog["zoo"]["seeds"])
+    archs, seeds = catalog.archs, list(catalog["zoo"]["seeds"])
     ranks = tuple(cfg["ranks"])
     spaces = list(ds.attrs["spaces"])
     spectra: dict[str, list[np.ndarray]] = {space: [] for space in spaces}

@@ -233,7 +233,7 @@ def run(catalog: Catalog, root: str) -> list[str]:
               "stores": {task: store_fingerprint(ds) for task, ds in stores.items()}}
     if up_to_date(root, "probes", inputs):
         return ["probes: up to date"]
-    archs, seeds = list(catalog["zoo"]["archs"]), list(catalog["zoo"]["seeds"])
+    archs, seeds = catalog.archs, list(catalog["zoo"]["seeds"])
     results, done, lines = {}, {}, []
     for task, ds in stores.items():
         models = complete_models(ds, catalog.models) if ds is not None else []

@@ -19,7 +19,7 @@ SOURCES = ("neural", "probes", "tuning", "geometry")
 
 def run(catalog: Catalog, root: str) -> list[str]:
     """Build the table from whatever analyses exist; 'up to date' when its content is unchanged."""
-    archs, seeds = list(catalog["zoo"]["archs"]), list(catalog["zoo"]["seeds"])
+    archs, seeds = catalog.archs, list(catalog["zoo"]["seeds"])
     found = {name: open_analysis(root, name) for name in SOURCES}
     threshold = float(catalog["analysis"]["usable_ceiling_fraction"])
     table = model_table(archs, seeds, **found, usable_fraction=threshold)

@@ -67,7 +67,8 @@ def read_meta(folder: str) -> dict[str, Any]:
 
 def load_checkpoint(folder: str, expect: dict[str, Any] | None = None,
                     map_location: str = "cpu") -> tuple[DigitalTwin, dict[str, Any]]:
-    """The twin and its metadata; `expect` (e.g. {"arch": ..., "encoder_dim": ...}) must match the config."""
+    """The twin (a DigitalTwin, or an ExternalTwin when the config names a builder) and its metadata; `expect`
+    (e.g. {"arch": ..., "encoder_dim": ...}) must match the config."""
     import torch
 
     from actstore.models.twin import DigitalTwin
@@ -90,8 +91,13 @@ def load_checkpoint(folder: str, expect: dict[str, Any] | None = None,
     except Exception as e:  # torch raises many types for a foreign or corrupt file
         raise UserError(f"{where}: not a readable state dict ({type(e).__name__})") from None
     try:
-        twin = DigitalTwin(config["arch"], tuple(config["frame_shape"]), config["neurons"],
-                           config["encoder_dim"], config["hidden_dim"])
+        if "builder" in config:  # a bring-your-own twin (models/external.py)
+            from actstore.models.external import ExternalTwin
+
+            twin = ExternalTwin(config)
+        else:
+            twin = DigitalTwin(config["arch"], tuple(config["frame_shape"]), config["neurons"],
+                               config["encoder_dim"], config["hidden_dim"])
         twin.load_state_dict(state, strict=True)
     except (KeyError, TypeError, ValueError, RuntimeError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__

@@ -94,12 +94,17 @@ def train_zoo(catalog: Catalog, root: str, archs: list[str] | None = None, seeds
     from actstore.data import data_fingerprint, load_sessions
 
     models = catalog.select(archs, seeds)
-    fingerprint = data_fingerprint(catalog, root)
+    fingerprint = data_fingerprint(catalog, root) if any(a not in catalog["byo"] for a, _ in models) else ""
     sessions = None
     lines = []
     for arch, seed in models:
-        spec = spec_for(catalog, arch, seed, fingerprint)
         folder = Layout(root).model(arch, seed)
+        if arch in catalog["byo"]:  # brought, not trained: its weights are imported into a checkpoint once
+            lines.append(byo_line(catalog, root, arch, seed, folder))
+            if log is not None:
+                log(lines[-1])
+            continue
+        spec = spec_for(catalog, arch, seed, fingerprint)
         if model_status(folder, spec)[0] == "up to date":
             line = result_line(spec.name, {"status": "up to date"})
         else:  # work to do: only now torch and the recordings load
@@ -118,3 +123,33 @@ def train_zoo(catalog: Catalog, root: str, archs: list[str] | None = None, seeds
     if log is not None:
         log(lines[-1])
     return lines
+
+
+def byo_source(catalog: Catalog, root: str, name: str, seed: int) -> str:
+    """Where a bring-your-own twin's state_dict lies: `byo.<name>.checkpoint` with {seed}, relative to the root."""
+    path = catalog["byo"][name]["checkpoint"].format(seed=seed)
+    return path if path.startswith("/") or "://" in path else join(root, path)
+
+
+def byo_line(catalog: Catalog, root: str, name: str, seed: int, folder: str) -> str:
+    """Import a bring-your-own twin's weights into its checkpoint folder unless its checkpoint already holds these
+    bytes under this catalog entry (checked from metadata and the file's sha256, without torch); one line."""
+    import hashlib
+
+    source = byo_source(catalog, root, name, seed)
+    fs, path = filesystem(source)
+    if not fs.exists(path):
+        raise UserError(f"byo.{name}.checkpoint: {source}: not found; expected the twin's state_dict file")
+    data = fs.cat_file(path)
+    digest = hashlib.sha256(data).hexdigest()
+    entry = catalog["byo"][name]
+    mfs, meta_path = filesystem(join(folder, META))
+    if mfs.exists(meta_path):
+        byo = read_meta(folder).get("provenance", {}).get("byo", {})
+        if byo.get("source_sha256") == digest and byo.get("entry") == entry:
+            return f"{name}-s{seed}: up to date (brought: {source})"
+    from actstore.models.external import import_weights
+
+    import_weights(name, entry, data, folder, {"source": source, "source_sha256": digest, "entry": entry},
+                   {k: int(catalog["zoo"][k]) for k in ("encoder_dim", "hidden_dim")})
+    return f"{name}-s{seed}: imported (brought: {source})"
