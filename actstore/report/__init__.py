@@ -215,7 +215,7 @@ def _hierarchy(found: dict, sections: list, figures: dict) -> None:
                 "Each twin's layer spaces (catalog spaces.layers: early, middle, late; the centre unit of each "
                 "channel) and its encoder output, at their relative depth: orientation-probe accuracy in "
                 "distribution at the largest train size (each seed's test trials), and the median gOSI and F1/F0 "
-                "of the units passing QC (n units per point in the table below), and alpha of the reference "
+                "of the units passing QC (their n in the note below), and alpha of the reference "
                 "clips' eigenspectrum. Mean over seeds; bars +- 1 SE.")
     if tuning is None or "space" not in tuning.dims:
         s.notes.append(_missing("tuning", "analyze tuning"))
