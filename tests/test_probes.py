@@ -77,6 +77,34 @@ def test_batched_probes_match_sklearn(k):
             np.testing.assert_allclose(probes.weight[mi, li].numpy(), sk.coef_.T, atol=2e-3)
 
 
+@pytest.mark.parametrize("k", [8, 2])
+def test_fewer_samples_than_features_match_sklearn(k):
+    # n = 40 < F = 60: the solve runs in the span of the centred samples (`_sample_basis`, <= 40 coordinates),
+    # and the probes it maps back to the raw features must be scikit-learn's at the same l2 (C = 1 / (l2 n)):
+    # the same weights (none outside the span), the same probabilities and test accuracy. Known answer: the
+    # labels are encoded linearly with a gain that makes them easy, so both are far above chance.
+    rng = np.random.default_rng(8)
+    m, n, f, n_test = 2, 40, 60, 2000
+    y = rng.integers(0, k, n + n_test)
+    proto = rng.normal(size=(m, k, f))
+    x = 1.5 * proto[:, y] + rng.normal(size=(m, n + n_test, f)) + 1.0
+    grid = np.array([1e-2, 1e-1, 1.0])
+    probes = pr.fit_probes(x[:, :n], y[:n], k, grid, max_iter=2000, tolerance=1e-10)
+    pred = probes.predict(x[:, n:])
+    z = probes.logits(x[:, n:])
+    for li, l2 in enumerate(grid):
+        for mi in range(m):
+            sk = LogisticRegression(C=1 / (l2 * n), tol=1e-10, max_iter=5000).fit(x[mi, :n], y[:n])
+            scale = np.abs(sk.coef_).max()
+            np.testing.assert_allclose(probes.weight[mi, li].numpy(), sk.coef_.T, atol=1e-5 * scale)
+            ours = torch.softmax(z[mi, li], -1) if k > 2 else torch.sigmoid(z[mi, li])
+            theirs = sk.predict_proba(x[mi, n:])
+            np.testing.assert_allclose(ours.numpy(), theirs if k > 2 else theirs[:, 1:], atol=1e-5)
+            acc = sc.accuracy(pred[mi, li], y[n:])
+            assert acc == pytest.approx((sk.predict(x[mi, n:]) == y[n:]).mean(), abs=1e-3)
+            assert acc > 0.9
+
+
 def test_fit_is_deterministic_and_subsets_nested_balanced():
     rng = np.random.default_rng(2)
     x, y = _signal_and_noise(rng, 400, 8, 10, gain=1.0)

@@ -73,11 +73,14 @@ def fit_probes(features: np.ndarray, labels: np.ndarray, n_classes: int, l2: np.
     """Fit M x L probes: features (M, n, F), labels (n,) in 0..n_classes-1 shared by all models, l2 (L,).
 
     Deterministic (zero start). Features are centred internally for conditioning; the returned bias is for
-    the raw features, so the solution equals an uncentred fit. From FLOAT32_FROM samples on, evaluations run
-    in float32 (half the matmul time) and every problem is finished, and its stop test passed, in float64
-    (`batched_lbfgs`'s refine); below, an evaluation costs less than the solver's own algebra, float32 saves
-    nothing and its noisier line search costs iterations, so all runs in float64. Strongly penalised problems
-    start from their exact Hessian at zero (`_StartHessian`).
+    the raw features, so the solution equals an uncentred fit. With fewer samples than features the solve
+    runs in the basis of the centred samples' span (`_sample_basis`: at most n coordinates instead of F), which
+    is exact: the data term sees only that span and the penalty is rotation invariant, so the optimum has no
+    weight outside it; the stop test then reads the gradient in that basis. From FLOAT32_FROM samples on,
+    evaluations run in float32 (half the matmul time) and every problem is finished, and its stop test
+    passed, in float64 (`batched_lbfgs`'s refine); below, an evaluation costs less than the solver's own
+    algebra, float32 saves nothing and its noisier line search costs iterations, so all runs in float64.
+    Strongly penalised problems start from their exact Hessian at zero (`_StartHessian`).
     """
     x = _tensor(features)
     y = torch.as_tensor(np.asarray(labels), dtype=torch.long)
@@ -87,22 +90,39 @@ def fit_probes(features: np.ndarray, labels: np.ndarray, n_classes: int, l2: np.
     m, n, f = x.shape
     k = 1 if n_classes == 2 else n_classes
     mean = x.mean(1, keepdim=True)
-    x1 = torch.empty(m, n, f + 1, dtype=torch.float64)
-    torch.sub(x, mean, out=x1[..., :f])  # centred features and a constant feature for the bias
-    x1[..., f] = 1.0
+    xc = x - mean
+    basis = _sample_basis(xc) if n < f else None  # (M, F, q): the solve's coordinates are xc @ basis
+    if basis is not None:
+        xc = xc @ basis
+    q = xc.shape[2]
+    x1 = torch.empty(m, n, q + 1, dtype=torch.float64)
+    x1[..., :q] = xc  # centred features and a constant feature for the bias
+    x1[..., q] = 1.0
     exact = _Design(x1, y, k, lam)
     x32 = x1.to(torch.float32)
-    start = _StartHessian(x32[..., :f], k, lam)
+    start = _StartHessian(x32[..., :q], k, lam)
     solve = dict(max_iter=max_iter, tolerance=tolerance, precondition=start.inverse)
-    theta = torch.zeros(m * len(lam), k * (f + 1), dtype=torch.float64)
+    theta = torch.zeros(m * len(lam), k * (q + 1), dtype=torch.float64)
     if n >= FLOAT32_FROM:
         theta = batched_lbfgs(_Design(x32, y, k, lam).objective, theta, refine=exact.objective, **solve)
     else:
         theta = batched_lbfgs(exact.objective, theta, **solve)
-    theta = theta.reshape(m, len(lam), k, f + 1)
-    w = theta[..., :f].transpose(2, 3)
-    b = theta[..., f] - torch.einsum("mf,mlfk->mlk", mean[:, 0], w)
+    theta = theta.reshape(m, len(lam), k, q + 1)
+    w = theta[..., :q].transpose(2, 3)
+    if basis is not None:
+        w = basis[:, None] @ w  # (M, 1, F, q) @ (M, L, q, K): back to the raw features
+    b = theta[..., q] - torch.einsum("mf,mlfk->mlk", mean[:, 0], w)
     return Probes(w.contiguous(), b)
+
+
+def _sample_basis(xc: torch.Tensor) -> torch.Tensor:
+    """Orthonormal columns (M, F, n) spanning each model's centred samples xc (M, n, F), n < F (thin SVD);
+    directions of a (numerically) zero singular value are zero columns, so their coordinate is the constant
+    0 and keeps zero weight. With V these columns, xc = (xc V) V^T, and W = V A for the optimum A of the
+    problem on xc V (a weight outside the span changes no logit and only adds penalty)."""
+    _, s, vh = torch.linalg.svd(xc, full_matrices=False)
+    keep = s > 1e-12 * s.amax(1, keepdim=True).clamp_min(1e-300)
+    return vh.mT * keep[:, None, :]
 
 
 class _Design:
@@ -181,9 +201,13 @@ class _StartHessian:
     free bias and across feature scales (measured: 2-6x fewer iterations there). With a weak penalty the
     curvature changes too much during the fit: whitening drives low-variance directions far off before it
     pulls them back (demo-shaped orientation features at the iteration cap: test accuracy 0.3 below the
-    optimum's), so those problems keep the identity and L-BFGS's usual scaling."""
+    optimum's), so those softmax problems keep the identity and L-BFGS's usual scaling. One-logit problems
+    start from it at every strength (STRONG_BINARY = 0; measured with bench/probes.py --demo: contrast / RDK on 128
+    units with 2048 / 1024 train trials 0.78 / 0.57 s -> 0.23 / 0.20 s, and on every binary set test accuracy as
+    near the optimum's as before or nearer)."""
 
     STRONG = 0.01  # measured on the bench and demo-shaped problems against 0.1 and against none
+    STRONG_BINARY = 0.0  # one logit: every strength (see above)
 
     def __init__(self, xc: torch.Tensor, k: int, lam: torch.Tensor):
         """xc: the centred features (M, n, F), in float32: the eigenbasis only preconditions."""
@@ -191,7 +215,8 @@ class _StartHessian:
         self.c = 1.0 / k if k > 1 else 0.25
         gram = xc.mT @ xc if n >= f else xc @ xc.mT  # the smaller of F x F and n x n; both traces = sum x^2
         mean_var = gram.diagonal(0, 1, 2).sum(1).double() / (n * f)
-        self.exact = (lam[None, :] >= self.STRONG * self.c * mean_var[:, None]).flatten()  # (M * L,)
+        strong = self.STRONG if k > 1 else self.STRONG_BINARY
+        self.exact = (lam[None, :] >= strong * self.c * mean_var[:, None]).flatten()  # (M * L,)
         self.lam, self.k, self.f = lam, k, f
         if not self.exact.any():
             return
