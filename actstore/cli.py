@@ -12,6 +12,7 @@ from typing import Any
 import click
 
 from actstore import ARCHS
+from actstore.assays import names as assay_names
 from actstore.errors import UserError
 
 SCHEDULERS_HELP = "threads (default), processes, local (a LocalCluster), or tcp://HOST:PORT"
@@ -101,15 +102,15 @@ def train(env: Env, archs: tuple[str, ...], seeds: tuple[int, ...], device: str 
 
 
 @cli.command()
-@click.argument("what", type=click.Choice(["tuning", "probes", "geometry", "stats", "all"]))
+@click.argument("what", type=click.Choice([*assay_names(), "all"]))
 @pass_env
 def analyze(env: Env, what: str) -> None:
-    """Run an assay over the stores (each only where stale)."""
-    from actstore import jobs
+    """Run an assay of the registry (`actstore status` lists them), or all in order (each only where stale)."""
+    from actstore import assays
     from actstore.scheduling import dask_scheduler
 
     with dask_scheduler(env.scheduler, env.root):
-        for line in jobs.run(env.catalog, env.root, what):
+        for line in assays.run(env.catalog, env.root, what):
             click.echo(line)
 
 

@@ -14,7 +14,7 @@ from actstore.catalog import Catalog
 
 
 def _steps(catalog: Catalog, root: str) -> list[tuple[str, Callable[[], list[str]]]]:
-    from actstore import jobs
+    from actstore import assays
     from actstore.data import prepare_data
     from actstore.extract import extract
     from actstore.report import build_report
@@ -30,7 +30,7 @@ def _steps(catalog: Catalog, root: str) -> list[tuple[str, Callable[[], list[str
         ("data", lambda: prepare_data(catalog, root)),
         ("train", lambda: train_zoo(catalog, root)),
         ("extract", extract_all),
-        ("analyze", lambda: jobs.run(catalog, root, "all")),
+        ("analyze", lambda: assays.run(catalog, root, "all")),
         ("report", lambda: build_report(catalog, root)),
     ]
 

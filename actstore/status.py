@@ -80,7 +80,7 @@ def human_bytes(n: float) -> str:
 
 def status_lines(catalog: Catalog, root: str) -> Iterator[str]:
     """One line per artifact the catalog expects: present, stale (the data, with what is wrong) or missing, and
-    its size."""
+    its size; per registered assay, whether its result is up to date, stale, missing or skipped (and why)."""
     layout = Layout(root)
     fs = filesystem(root)[0]
     yield f"catalog {catalog.path} (profile {catalog.profile}); root {root}"
@@ -104,7 +104,15 @@ def status_lines(catalog: Catalog, root: str) -> Iterator[str]:
         there = fs.exists(join(path, ZARR_MARKER))
         yield (f"  store     {name:<18} {'present' if there else 'missing':<8} {human_bytes(_size(fs, path))}"
                + (f"  {_completed(layout.store(name))}" if there else ""))
-    for name in ("neural", "tuning", "probes", "geometry", "summary"):
-        path = filesystem(layout.analysis(name))[1]
-        there = fs.exists(join(path, ZARR_MARKER))
-        yield f"  analysis  {name:<18} {'present' if there else 'missing':<8} {human_bytes(_size(fs, path))}"
+    from actstore.assays import registry
+    from actstore.assays.base import state
+
+    for assay in registry(catalog):
+        path = filesystem(layout.analysis(assay.output))[1]
+        try:
+            now = state(assay, catalog, root)
+        except Exception as e:  # status reports, it never fails on a damaged input
+            now = f"unknown ({type(e).__name__})"
+        word = now if now in ("up to date", "stale", "missing") else "skipped"
+        yield (f"  analysis  {assay.name:<18} {word:<10} {human_bytes(_size(fs, path)):>9}  {assay.summary}"
+               + ("" if word != "skipped" else f" ({now})"))

@@ -1,19 +1,19 @@
 """The units table: one row per (arch, seed, space, unit) with every tuning metric, flag and model-level score
-(`actstore.units`); a space's padding beyond an arch's own width has no rows."""
+(`actstore.units`); a space's padding beyond an arch's own width has no rows. Its columns come from every
+assay of the registry that gives the stats table columns: their per-unit variables (dims arch, seed, space,
+unit) and their per-model scalars."""
 from __future__ import annotations
-
 
 import pandas as pd
 import xarray as xr
 
+from actstore.assays.stats import contributors
 from actstore.catalog import Catalog
 from actstore.errors import UserError
 from actstore.store.analysis import open_analysis
 from actstore.store.paths import Layout
 
 KEYS = ["arch", "seed", "space", "unit"]
-# analyses whose (arch, seed[, mouse]) variables become columns (tuning's: its per-model summaries)
-MODEL_LEVEL = ("tuning", "neural", "probes", "geometry")
 
 
 def units(root: str = "stores", catalog: Catalog | None = None) -> pd.DataFrame:
@@ -28,8 +28,15 @@ def units(root: str = "stores", catalog: Catalog | None = None) -> pd.DataFrame:
     table = table[table["unit"] < table.pop("width")]
     done = tuning["complete"].to_dataframe().reset_index()
     table = table.merge(done[done["complete"]][["arch", "seed"]], on=["arch", "seed"])
-    for name in MODEL_LEVEL:
-        scores = model_scores(tuning if name == "tuning" else open_analysis(root, name), name, taken=set(table.columns))
+    for name in [cls.output for cls in contributors()]:
+        ds = tuning if name == "tuning" else open_analysis(root, name)
+        per_unit = [] if ds is None or name == "tuning" else [
+            v for v, da in ds.data_vars.items() if set(da.dims) == set(KEYS) and v not in table.columns]
+        if per_unit:
+            frame = ds[per_unit].transpose(*KEYS).to_dataframe().reset_index()
+            frame["arch"], frame["space"] = frame["arch"].astype(str), frame["space"].astype(str)
+            table = table.merge(frame, on=KEYS, how="left")
+        scores = model_scores(ds, name, taken=set(table.columns))
         if scores is not None:
             table = table.merge(scores, on=[k for k in ("arch", "seed", "space") if k in scores.columns], how="left")
     if catalog is not None:
@@ -42,8 +49,7 @@ def units(root: str = "stores", catalog: Catalog | None = None) -> pd.DataFrame:
 
 
 def model_scores(ds: xr.Dataset | None, name: str, taken: set[str]) -> pd.DataFrame | None:
-    """The (arch, seed) scalars of one analysis as columns (averaged over mice where per mouse; tuning's are per
-    space too).
+    """The (arch, seed[, space]) scalars of one analysis as columns (averaged over mice where per mouse).
 
     Neural columns are prefixed `neural_` (r_overall -> neural_r_overall); others keep their names
     unless that would clash with an existing column, then they get the analysis name as prefix.
@@ -51,9 +57,8 @@ def model_scores(ds: xr.Dataset | None, name: str, taken: set[str]) -> pd.DataFr
     if ds is None:
         return None
     keep = {}
-    extra = {"space"} if name == "tuning" else {"mouse"}
     for var, da in ds.data_vars.items():
-        if var != "complete" and {"arch", "seed"} <= set(da.dims) <= {"arch", "seed", *extra} and "unit" not in da.dims:
+        if var != "complete" and {"arch", "seed"} <= set(da.dims) <= {"arch", "seed", "space", "mouse"}:
             col = var if var.startswith(f"{name}_") or (name != "neural" and var not in taken) else f"{name}_{var}"
             keep[col] = da.mean("mouse") if "mouse" in da.dims else da
     if not keep:

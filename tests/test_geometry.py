@@ -8,7 +8,7 @@ from scipy.stats import random_correlation
 
 from actstore.analysis.geometry import eigenspectrum, powerlaw_exponent, powerlaw_fit
 from actstore.catalog import Catalog, deep_merge, load_catalog
-from actstore.jobs import geometry as job
+from actstore import assays
 from actstore.report import figures as fg
 from actstore.store.analysis import open_analysis
 
@@ -119,7 +119,7 @@ def test_geometry_job(tmp_path):
         coords={"arch": np.array(ARCHS, dtype=object), "seed": SEEDS},
         attrs={"spaces": {"gru": ["hidden"], "encoder": ["frame", "unit"]}}).chunk({"trial": 500})
     ds.to_zarr(tmp_path / "reference_clips.zarr", mode="w", zarr_format=3, consolidated=True)
-    lines = job.run(catalog, str(tmp_path))
+    lines = assays.run(catalog, str(tmp_path), "geometry")
     assert lines[-1].startswith("geometry: wrote")
     out = open_analysis(str(tmp_path), "geometry").load()
     for arch in ARCHS:
@@ -128,7 +128,7 @@ def test_geometry_job(tmp_path):
     assert np.isnan(out["alpha_gru"].sel(arch="xu_cnn", seed=1))
     assert out["eigenvalues"].sizes["rank"] == 64
     assert np.isfinite(out["eigenvalues"].sel(seed=0).values).all()
-    assert job.run(catalog, str(tmp_path)) == ["geometry: up to date"]
+    assert assays.run(catalog, str(tmp_path), "geometry") == ["geometry: up to date"]
 
 
 def test_geometry_job_rank_deficient_model(tmp_path):
@@ -147,7 +147,7 @@ def test_geometry_job_rank_deficient_model(tmp_path):
         coords={"arch": np.array(ARCHS, dtype=object), "seed": [0]},
         attrs={"spaces": {"gru": ["hidden"], "encoder": ["frame", "unit"]}}).chunk({"trial": 500})
     ds.to_zarr(tmp_path / "reference_clips.zarr", mode="w", zarr_format=3, consolidated=True)
-    assert job.run(catalog, str(tmp_path))[-1].startswith("geometry: wrote")
+    assert assays.run(catalog, str(tmp_path), "geometry")[-1].startswith("geometry: wrote")
     out = open_analysis(str(tmp_path), "geometry").load()
     good, bad = out.sel(arch="xu_cnn", seed=0), out.sel(arch="alexnet", seed=0)
     assert abs(float(good["alpha_gru"]) - 1.0) < 0.1 and good["alpha_gru_reason"].item() == ""

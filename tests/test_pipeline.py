@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pytest
 import xarray as xr
 
 from actstore.store.analysis import open_analysis
@@ -100,7 +99,7 @@ def test_deleted_checkpoint_redoes_only_what_depends_on_it(smoke_root, tmp_path)
 
 
 def test_analyze_on_a_local_cluster_matches_threads(smoke_root, tmp_path):
-    from actstore import jobs
+    from actstore import assays
     from actstore.catalog import default_catalog_path, load_catalog
     from actstore.scheduling import dask_scheduler
 
@@ -113,7 +112,7 @@ def test_analyze_on_a_local_cluster_matches_threads(smoke_root, tmp_path):
         with dask_scheduler(spec, root, workers=2) as client:
             if client is not None:
                 assert len(client.scheduler_info()["workers"]) == 2
-            jobs.run(catalog, root, "all")
+            assays.run(catalog, root, "all")
         results[spec] = root
     for name in ("tuning", "probes", "geometry", "summary"):
         a = open_analysis(results["threads"], name).load()

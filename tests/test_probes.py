@@ -11,7 +11,7 @@ from sklearn.linear_model import LogisticRegression
 from actstore.analysis import probes as pr
 from actstore.analysis import scores as sc
 from actstore.catalog import Catalog, deep_merge, load_catalog
-from actstore.jobs import probes as job
+from actstore import assays
 from actstore.store.analysis import open_analysis
 
 
@@ -343,7 +343,7 @@ def _write_task_stores(root, rng) -> None:
 def test_probe_job_known_answers_and_staleness(tmp_path):
     catalog = _catalog()
     _write_task_stores(tmp_path, np.random.default_rng(4))
-    lines = job.run(catalog, str(tmp_path))
+    lines = assays.run(catalog, str(tmp_path), "probes")
     assert lines[-1].startswith("probes: wrote")
     ds = open_analysis(str(tmp_path), "probes").load()
     assert ds["train_size"].values.tolist() == [8, 16, 32, 64, 128, 256]  # sizes the 256-trial pool allows
@@ -362,18 +362,18 @@ def test_probe_job_known_answers_and_staleness(tmp_path):
     assert abs(float(ds["rdk_auc"].sel(noise)) - 0.5) < 0.1
     assert np.isnan(ds["orientation_ood"].sel(arch="xu_cnn", seed=1))  # incomplete -> NaN
     assert np.isnan(ds["rdk_auc"].sel(arch="alexnet", seed=1))
-    assert job.run(catalog, str(tmp_path)) == ["probes: up to date"]
+    assert assays.run(catalog, str(tmp_path), "probes") == ["probes: up to date"]
     # a re-extracted model changes the store's ledger -> stale
     import zarr
 
     g = zarr.open_group(str(tmp_path / "rdk_task.zarr"), mode="r+")
     g["provenance"][0, 0] = '{"sha": "c"}'
     zarr.consolidate_metadata(str(tmp_path / "rdk_task.zarr"))
-    assert job.run(catalog, str(tmp_path))[-1].startswith("probes: wrote")
+    assert assays.run(catalog, str(tmp_path), "probes")[-1].startswith("probes: wrote")
 
 
 def test_probe_job_without_stores_skips(tmp_path):
-    lines = job.run(_catalog(), str(tmp_path))
+    lines = assays.run(_catalog(), str(tmp_path), "probes")
     assert len(lines) == 1 and "skipped" in lines[0]
     assert open_analysis(str(tmp_path), "probes") is None
 
@@ -389,7 +389,7 @@ def test_level_grids_come_from_the_recipe_and_an_empty_level_is_an_error(tmp_pat
     ds.attrs["test_contrasts"] = [0, 0.01, 0.04, 0.16, 0.32, 0.64, 1.0]   # 0.32: listed, no trials there
     ds.to_zarr(path, mode="w", zarr_format=3, consolidated=True)
     with pytest.raises(UserError, match=r"contrast_task.zarr: no test trials at contrast \[0.32\], which the recipe"):
-        job.run(catalog, str(tmp_path))
+        assays.run(catalog, str(tmp_path), "probes")
 
 
 def test_each_seed_is_probed_on_its_own_stimulus_draw(tmp_path):
@@ -412,6 +412,6 @@ def test_each_seed_is_probed_on_its_own_stimulus_draw(tmp_path):
                 "label": (("seed", "trial"), labels)},
         attrs={"spaces": {"encoder": ["unit"]}, "stimulus_draws": "per_seed", "draw_seeds": [11, 12]})
     ds.to_zarr(tmp_path / "orientation_task.zarr", mode="w", zarr_format=3, consolidated=True)
-    job.run(_catalog(), str(tmp_path))
+    assays.run(_catalog(), str(tmp_path), "probes")
     out = open_analysis(str(tmp_path), "probes").load()
     assert (out["orientation_id"].values > 0.9).all(), out["orientation_id"].values

@@ -16,7 +16,7 @@ from actstore.analysis.tuning import FLAGS, METRICS, measure
 from actstore.catalog import load_catalog
 from actstore.errors import UserError
 from actstore.extract import extract
-from actstore.jobs import tuning as tuning_job
+from actstore import assays
 from actstore.expressions import evaluate, write_rows
 from actstore.store.analysis import open_analysis, write_analysis
 
@@ -124,7 +124,7 @@ def root(tmp_path_factory):
                                 "mouse": np.array(mice, dtype=object)})
     neural["neural_r"] = neural["r_neuron"].mean("mouse")
     write_analysis(neural, root, "neural", {})
-    assert tuning_job.run(catalog, root)[0].startswith("tuning: 1 models x spaces encoder, early, middle, late")
+    assert assays.run(catalog, root, "tuning")[0].startswith("tuning: 1 models x spaces encoder, early, middle, late")
     return root
 
 
@@ -151,13 +151,13 @@ def test_job_writes_every_model_on_the_grid_and_matches_measure(root):
 
 def test_job_is_up_to_date_until_its_settings_change(root, tmp_path):
     catalog = load_catalog(profile="smoke")
-    assert tuning_job.run(catalog, root) == ["tuning: up to date"]
+    assert assays.run(catalog, root, "tuning") == ["tuning: up to date"]
     stricter = load_catalog(profile="smoke")
     stricter.cfg["analysis"]["tuning"]["min_fit_r2"] = 0.999
-    assert tuning_job.run(stricter, root)[0].startswith("tuning: 1 models")
-    assert open_analysis(root, "tuning").attrs["inputs"]["tuning"]["min_fit_r2"] == 0.999
-    assert tuning_job.run(catalog, root)[0].startswith("tuning: 1 models")  # back to the catalog's settings
-    assert tuning_job.run(catalog, root) == ["tuning: up to date"]
+    assert assays.run(stricter, root, "tuning")[0].startswith("tuning: 1 models")
+    assert open_analysis(root, "tuning").attrs["inputs"]["params"]["min_fit_r2"] == 0.999
+    assert assays.run(catalog, root, "tuning")[0].startswith("tuning: 1 models")  # back to the catalog's settings
+    assert assays.run(catalog, root, "tuning") == ["tuning: up to date"]
 
 
 def test_units_table_has_one_row_per_complete_unit_with_model_scores(root):
@@ -229,5 +229,5 @@ def test_cli_query_formats_and_errors(root, tmp_path):
 
 
 def test_job_without_a_store_skips_with_a_hint(tmp_path):
-    lines = tuning_job.run(load_catalog(profile="smoke"), str(tmp_path))
+    lines = assays.run(load_catalog(profile="smoke"), str(tmp_path), "tuning")
     assert len(lines) == 1 and "skipped" in lines[0] and "actstore extract --recipe tuning_grid" in lines[0]

@@ -15,7 +15,7 @@ from actstore.report import build_report, report_content
 
 FIGURES = {"neural", "orientation", "contrast", "rdk", "tuning", "geometry", "scatter-prediction-probes",
            "scatter-prediction-tuning", "scatter-prediction-geometry", "scatter-geometry-probes",
-           "scatter-tuning-probes", "ground-truth", "hierarchy"}
+           "scatter-tuning-probes", "ground-truth", "hierarchy", "sparseness", "scatter-prediction-sparseness"}
 PROBE_SECTIONS = {"orientation", "contrast", "rdk"}
 
 
@@ -147,8 +147,8 @@ def test_figures_have_labelled_axes_and_show_the_analyses_numbers(smoke_catalog,
 
 
 def test_missing_inputs_become_notes_and_changed_inputs_rebuild(smoke_root, smoke_catalog, tmp_path):
-    root = copy_parts(smoke_root, tmp_path, parts=("analysis",))  # no data: no ground truth
-    for name in ("probes", "summary"):
+    root = copy_parts(smoke_root, tmp_path, parts=("analysis",))
+    for name in ("probes", "summary", "ground_truth", "sparseness"):
         shutil.rmtree(tmp_path / "analysis" / f"{name}.zarr")
     build_report(smoke_catalog, root)
     index = tmp_path / "report" / "index.html"
@@ -184,8 +184,9 @@ def test_empty_root_gives_a_page_of_notes(smoke_catalog, tmp_path):
 def test_unusable_twins_are_listed_marked_and_left_out_of_the_statistics(smoke_catalog, smoke_root, built):
     """With the threshold between the two smoke twins' fractions of the noise ceiling, the weaker twin is listed
     as not usable, drawn as a grey hatched bar and a hollow scatter point, and left out of n."""
-    from actstore.analysis.stats import model_table, summary
-    from actstore.report import _usable_note
+    from actstore.analysis.stats import summary
+    from actstore.assays.stats import table
+    from actstore.report.sections import _usable_note
     from actstore.report import figures as fg
     from actstore.store.analysis import open_analysis
 
@@ -195,7 +196,7 @@ def test_unusable_twins_are_listed_marked_and_left_out_of_the_statistics(smoke_c
     fraction = found["neural"]["ceiling_fraction"].mean("mouse").sel(seed=0).values
     weak, strong = np.argsort(fraction)
     archs, threshold = smoke_catalog["zoo"]["archs"], float(fraction.mean())
-    out = summary(model_table(archs, [0], **found, usable_fraction=threshold))
+    out = summary(table(archs, [0], found, usable_fraction=threshold))
     assert out["usable"].sel(seed=0).values.tolist() == [i == strong for i in range(2)]
     assert _usable_note(out).endswith(f"): {archs[strong]}-s0. Not usable: {archs[weak]}-s0.")
     assert int(out["n"].sel(level="model", pair="neural_r vs contrast_auc")) == 1
@@ -220,7 +221,8 @@ def test_every_scatter_panel_states_n(smoke_catalog, smoke_root):
 def test_scatter_text_flags_a_correlation_carried_by_one_point():
     """Eight usable twins whose r = 0.94 rests on one outlier, and an unusable ninth: the panel states n = 8,
     'descriptive' and '(carried by one point)', and the ninth is hollow and off the fit."""
-    from actstore.analysis.stats import model_table, summary
+    from actstore.analysis.stats import summary
+    from actstore.assays.stats import table
     from actstore.report import figures as fg
 
     names = [f"m{i}" for i in range(9)]
@@ -230,7 +232,7 @@ def test_scatter_text_flags_a_correlation_carried_by_one_point():
     neural = xr.Dataset({"neural_r": (dims, np.array(x, float)[:, None]),
                          "ceiling_fraction": ((*dims, "mouse"), fraction)}, coords={"arch": names, "seed": [0]})
     probes = xr.Dataset({"contrast_auc": (dims, np.array(y, float)[:, None])}, coords={"arch": names, "seed": [0]})
-    out = summary(model_table(names, [0], neural=neural, probes=probes, usable_fraction=0.25))
+    out = summary(table(names, [0], {"neural": neural, "probes": probes}, usable_fraction=0.25))
     fig = fg.cross_model_scatter(out, out.sel(level="arch"), [("neural_r", "contrast_auc")], "t")
     ax = fig.axes[0]
     assert ax.get_title().splitlines() == ["r = 0.94, p = 0.000608, n = 8", "descriptive", "(carried by one point)"]

@@ -9,7 +9,8 @@ from scipy.stats import t as student_t
 
 from actstore.analysis import stats
 from actstore.catalog import Catalog, deep_merge, load_catalog
-from actstore.jobs import stats as job
+from actstore import assays
+from actstore.assays import stats as job
 from actstore.store.analysis import open_analysis, write_analysis
 
 ARCHS, SEEDS = ["xu_cnn", "alexnet", "resnet18", "mobilenet_v2"], [0, 1]
@@ -49,8 +50,9 @@ def test_the_stats_c50_median_leaves_out_fits_at_a_bound():
 
 def test_table_with_missing_inputs_is_nan_not_error():
     neural = xr.Dataset({"neural_r": _grid(np.arange(8).reshape(4, 2))}).isel(arch=slice(0, 3))
-    table = stats.model_table(ARCHS, SEEDS, neural=neural, usable_fraction=0.25)
-    assert list(table.data_vars) == [*stats.COLUMNS, "ceiling_fraction", *stats.ERROR_COLUMNS, "usable"]
+    table = job.table(ARCHS, SEEDS, {"neural": neural}, usable_fraction=0.25)
+    spec = job.table_spec()
+    assert list(table.data_vars) == [*spec.columns, "ceiling_fraction", *spec.error_columns, "usable"]
     assert table["usable"].all()                                         # no ceiling known: not judged
     assert table["neural_r"].sel(arch="alexnet", seed=1) == 3
     assert np.isnan(table["neural_r"].sel(arch="mobilenet_v2")).all()   # model not in the input
@@ -61,7 +63,7 @@ def test_table_with_missing_inputs_is_nan_not_error():
 
 def test_arch_means_and_sd_hand_worked():
     neural = xr.Dataset({"neural_r": _grid([[1, 3], [2, 2], [0, 4], [5, np.nan]])})
-    table = stats.model_table(ARCHS, SEEDS, neural=neural, usable_fraction=0.25)
+    table = job.table(ARCHS, SEEDS, {"neural": neural}, usable_fraction=0.25)
     out = stats.arch_summary(table)
     np.testing.assert_allclose(out["neural_r_mean"].values, [2, 2, 2, 5])
     np.testing.assert_allclose(out["neural_r_sd"].values, [np.sqrt(2), 0, np.sqrt(8), np.nan])
@@ -83,11 +85,12 @@ def test_trend_known_line_and_degenerate_cases():
 
 
 def test_pairs_cover_the_predefined_relationships():
-    pairs = stats.pairs()
+    pairs = job.table_spec().pairs()
     assert ("neural_r", "orientation_ood") in pairs and ("neural_r", "alpha_gru") in pairs
     assert ("alpha_gru", "rdk_auc") in pairs and ("c50_median", "contrast_auc") in pairs
     assert ("neural_r", "gosi_median") in pairs
-    assert len(pairs) == 3 + 4 + 1 + 3 + 12 and len(set(pairs)) == len(pairs)
+    assert ("neural_r", "lifetime_sparseness_median") in pairs  # an assay's own pairs join through the registry
+    assert len(pairs) == 3 + 4 + 1 + 3 + 12 + 2 and len(set(pairs)) == len(pairs)
 
 
 def _twins(x, y, fraction) -> xr.Dataset:
@@ -99,7 +102,7 @@ def _twins(x, y, fraction) -> xr.Dataset:
     neural = xr.Dataset({"neural_r": xr.DataArray(np.asarray(x, dtype=float)[:, None], **grid),
                          "ceiling_fraction": (("arch", "seed", "mouse"), per_mouse)})
     probes = xr.Dataset({"contrast_auc": xr.DataArray(np.asarray(y, dtype=float)[:, None], **grid)})
-    return stats.model_table(names, [0], neural=neural, probes=probes, usable_fraction=0.25)
+    return job.table(names, [0], {"neural": neural, "probes": probes}, usable_fraction=0.25)
 
 
 def _pair(table: xr.Dataset) -> xr.Dataset:
@@ -188,12 +191,12 @@ def _catalog() -> Catalog:
 def test_stats_job_table_csv_and_staleness(tmp_path):
     root = str(tmp_path)
     catalog = _catalog()
-    lines = job.run(catalog, root)                       # nothing exists yet: all NaN, no exception
-    assert "missing: neural, probes, tuning, geometry" in lines[0]
+    lines = assays.run(catalog, root, "stats")                       # nothing exists yet: all NaN, no exception
+    assert "missing: neural, tuning, probes, geometry, sparseness" in lines[0]
     r = _grid([[0.1, 0.2], [0.3, 0.35], [0.5, 0.45], [0.7, 0.8]])
     write_analysis(xr.Dataset({"neural_r": r}), root, "neural", {"v": 1})
     write_analysis(xr.Dataset({"orientation_ood": 0.5 * r + 0.1, "contrast_auc": -r + 1}), root, "probes", {"v": 1})
-    assert job.run(catalog, root)[-1].startswith("stats: wrote")
+    assert assays.run(catalog, root, "stats")[-1].startswith("stats: wrote")
     csv = pd.read_csv(tmp_path / "analysis" / "summary.csv")
     assert len(csv) == 8 and list(csv.columns[:3]) == ["arch", "seed", "neural_r"]
     assert csv["usable"].all() and csv["ceiling_fraction"].isna().all()  # no ceiling known: every twin counts
@@ -206,14 +209,13 @@ def test_stats_job_table_csv_and_staleness(tmp_path):
     assert float(out["n"].sel(level="model", pair="neural_r vs contrast_auc")) == 8
     assert np.isnan(out["r"].sel(level="arch", pair="neural_r vs rdk_auc"))
     assert out["neural_r_sd"].sel(arch="xu_cnn") == pytest.approx(np.std([0.1, 0.2], ddof=1))
-    assert job.run(catalog, root) == ["stats: up to date"]
+    assert assays.run(catalog, root, "stats") == ["stats: up to date"]
     (tmp_path / "analysis" / "summary.csv").unlink()
-    assert job.run(catalog, root)[-1].startswith("stats: wrote")  # a lost CSV is rewritten
+    assert assays.run(catalog, root, "stats")[-1].startswith("stats: wrote")  # a lost CSV is rewritten
 
 
 def test_real_smoke_chain(smoke_root, smoke_catalog):
     """Probes, geometry and stats over stores the real pipeline extracted from trained smoke twins."""
-    from actstore.jobs import geometry, probes
 
     probes_ds = open_analysis(smoke_root, "probes").load()
     geometry_ds = open_analysis(smoke_root, "geometry").load()
@@ -236,6 +238,6 @@ def test_real_smoke_chain(smoke_root, smoke_catalog):
         assert table.loc[(arch, seed), "orientation_ood"] == pytest.approx(
             float(probes_ds["orientation_ood"].sel(arch=arch, seed=seed)))
         assert np.isfinite(table.loc[(arch, seed), "neural_r"])
-    assert probes.run(smoke_catalog, smoke_root) == ["probes: up to date"]
-    assert geometry.run(smoke_catalog, smoke_root) == ["geometry: up to date"]
-    assert job.run(smoke_catalog, smoke_root) == ["stats: up to date"]
+    assert assays.run(smoke_catalog, smoke_root, "probes") == ["probes: up to date"]
+    assert assays.run(smoke_catalog, smoke_root, "geometry") == ["geometry: up to date"]
+    assert assays.run(smoke_catalog, smoke_root, "stats") == ["stats: up to date"]

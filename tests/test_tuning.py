@@ -288,7 +288,7 @@ def test_job_result_and_units_table_carry_the_bound_flag_and_per_model_summaries
     import json
 
     import actstore
-    from actstore.jobs.tuning import measure_zoo
+    from actstore.assays.tuning import measure_zoo
     from actstore.store.analysis import write_analysis
 
     sigmoid = _separable(contrast=1 + CONTRAST**N / (CONTRAST**N + C50**N))

@@ -135,8 +135,9 @@ def test_smoke_report_error_bars_and_table_show_the_se_and_n(smoke_root, smoke_c
     scatter = fg.cross_model_scatter(summary, summary.sel(level="arch"), [("neural_r", "orientation_ood")], "t")
     thick = [c for c in scatter.axes[0].containers if c.lines[0] is None]  # the SE bars draw no marker
     assert len(thick) == summary.sizes["arch"]
-    html = results_table(summary, list(stats.COLUMNS), fg.COLUMN_LABELS, tuple(stats.ERRORS))
-    assert html.count("<th>SE (n)</th>") == len(stats.ERRORS)
+    spec = stats.TableSpec.from_attrs(summary.attrs)
+    html = results_table(summary, list(spec.columns), fg.COLUMN_LABELS, tuple(spec.errors))
+    assert html.count("<th>SE (n)</th>") == len(spec.errors)
     n_ood = int(summary["orientation_ood_n"].sel(seed=0).values[0])
     assert len(re.findall(rf"\(n = {n_ood}\)", html)) >= summary.sizes["arch"]
 

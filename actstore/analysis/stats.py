@@ -7,6 +7,7 @@ up against trained ones turns "trained or not" into a spurious correlation."""
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 import xarray as xr
@@ -20,21 +21,42 @@ TUNING_SUMMARIES = {
     "c50_median": ("nr_c50", "qc_contrast"),
     "pref_sf_median": ("pref_sf", "qc_sf"),
 }
-GROUPS = {
-    "prediction": ("neural_r",),
-    "probes": ("orientation_ood", "contrast_auc", "rdk_auc"),
-    "tuning": tuple(TUNING_SUMMARIES),
-    "geometry": ("alpha_gru",),
-}
-# (x group, y group): prediction vs probes, vs tuning, vs geometry; geometry vs probes; tuning vs probes
-PAIR_GROUPS = (("prediction", "probes"), ("prediction", "tuning"), ("prediction", "geometry"),
-               ("geometry", "probes"), ("tuning", "probes"))
-COLUMNS = tuple(c for cols in GROUPS.values() for c in cols)
-# Endpoints with a standard error `<c>_se` and an n `<c>_n` per model (test trials; neurons for neural_r), in the
-# table beside COLUMNS and never paired. The flag: are the seeds' errors independent? Yes for the probes (each
-# seed draws its own test stimuli), no for neural_r (every seed is scored on the same recorded neurons).
-ERRORS = {"neural_r": False, "orientation_ood": True, "contrast_auc": True, "rdk_auc": True}
-ERROR_COLUMNS = tuple(f"{c}_{k}" for c in ERRORS for k in ("se", "n"))
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """The cross-model table's shape: its columns by group, the endpoints with a standard error `<c>_se` and an n
+    `<c>_n` per model (test trials; neurons for neural_r) with whether the seeds' errors are independent (yes for
+    the probes, each seed drawing its own test stimuli; no for neural_r, every seed scored on the same neurons),
+    and the (x group, y group) pairs the statistics relate. The assays declare it (actstore.assays.stats)."""
+
+    groups: dict[str, tuple[str, ...]]
+    errors: dict[str, bool]
+    pair_groups: tuple[tuple[str, str], ...]
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return tuple(c for cols in self.groups.values() for c in cols)
+
+    @property
+    def error_columns(self) -> tuple[str, ...]:
+        return tuple(f"{c}_{k}" for c in self.errors for k in ("se", "n"))
+
+    def pairs(self) -> list[tuple[str, str]]:
+        """Every (x, y) column pair, in pair_groups order."""
+        return [(x, y) for gx, gy in self.pair_groups for x in self.groups[gx] for y in self.groups[gy]]
+
+    def attrs(self) -> dict:
+        """The spec as Zarr attrs (plain JSON), so a reader of summary.zarr needs no registry."""
+        return {"groups": {g: list(c) for g, c in self.groups.items()}, "errors": dict(self.errors),
+                "pair_groups": [list(p) for p in self.pair_groups]}
+
+    @classmethod
+    def from_attrs(cls, attrs: dict) -> TableSpec:
+        return cls({g: tuple(c) for g, c in attrs["groups"].items()}, {c: bool(v) for c, v in attrs["errors"].items()},
+                   tuple((gx, gy) for gx, gy in attrs["pair_groups"]))
+
+
 MIN_POINTS = 3
 DESCRIPTIVE_POINTS = 8  # r over this many points or fewer describes the zoo; it is not a finding
 ALPHA = 0.05
@@ -80,45 +102,29 @@ def mean_se(values: xr.DataArray, se: xr.DataArray, independent: bool, dim: str 
     return total / k.where(k > 0)
 
 
-def model_table(archs: list[str], seeds: list[int], neural: xr.Dataset | None = None,
-                probes: xr.Dataset | None = None, tuning: xr.Dataset | None = None,
-                geometry: xr.Dataset | None = None, *, usable_fraction: float) -> xr.Dataset:
-    """Every column of COLUMNS over (arch, seed) for the given models, then `ceiling_fraction` (mean over mice),
-    the ERROR_COLUMNS and `usable` (see `usable`, threshold `usable_fraction`); absent inputs, variables or
-    models are NaN."""
-    sources = {
-        "neural_r": (neural, "neural_r"),
-        "orientation_ood": (probes, "orientation_ood"),
-        "contrast_auc": (probes, "contrast_auc"),
-        "rdk_auc": (probes, "rdk_auc"),
-        "alpha_gru": (geometry, "alpha_gru"),
-    }
-    medians = tuning_medians(tuning) if tuning is not None else xr.Dataset()
-    sources.update({c: (medians, c) for c in TUNING_SUMMARIES})
-    with_ceiling = neural is not None and "ceiling_fraction" in neural
-    fractions = xr.Dataset({"ceiling_fraction": neural["ceiling_fraction"].mean("mouse")}) if with_ceiling else None
-    sources["ceiling_fraction"] = (fractions, "ceiling_fraction")
-    errors = neural_r_error(neural) if neural is not None and "r_neuron_se" in neural else None
-    sources.update({c: (errors if c.startswith("neural_r") else probes, c) for c in ERROR_COLUMNS})
+def model_table(archs: list[str], seeds: list[int], values: xr.Dataset, spec: TableSpec, *,
+                usable_fraction: float) -> xr.Dataset:
+    """Every column of the spec over (arch, seed) for the given models, then `ceiling_fraction` (the mean over
+    mice), the error columns and `usable` (see `usable`, threshold `usable_fraction`), from the per-model
+    `values` the assays give; absent variables or models are NaN. The spec travels in the attrs."""
     coords = {"arch": list(archs), "seed": list(seeds)}
     empty = xr.DataArray(np.full((len(archs), len(seeds)), np.nan), coords=coords, dims=("arch", "seed"))
     table = {}
-    for column in (*COLUMNS, "ceiling_fraction", *ERROR_COLUMNS):
-        ds, var = sources[column]
-        if ds is None or var not in ds:
-            table[column] = empty
-        else:
-            table[column] = ds[var].astype(np.float64).reindex(arch=coords["arch"], seed=coords["seed"]).compute()
+    for column in (*spec.columns, "ceiling_fraction", *spec.error_columns):
+        table[column] = (empty if column not in values else
+                         values[column].astype(np.float64).reindex(arch=coords["arch"], seed=coords["seed"]).compute())
     table["usable"] = usable(table["ceiling_fraction"], usable_fraction)
-    return xr.Dataset(table, attrs={"usable_ceiling_fraction": usable_fraction}).transpose("arch", "seed")
+    return xr.Dataset(table, attrs={"usable_ceiling_fraction": usable_fraction, **spec.attrs()}).transpose(
+        "arch", "seed")
 
 
 def arch_summary(table: xr.Dataset) -> xr.Dataset:
     """Architecture means and SDs (ddof 1; NaN with one seed) over seeds: `<column>_mean`, `<column>_sd`,
     over every seed (usable or not) and every column but the `usable` flag; for the ERRORS endpoints
     `<column>_mean_se`, the mean's SE from the models' own (see mean_se) in place of means of SEs and n."""
-    se = {f"{c}_mean_se": mean_se(table[c], table[f"{c}_se"], independent) for c, independent in ERRORS.items()}
-    table = table.drop_vars(["usable", *ERROR_COLUMNS])
+    spec = TableSpec.from_attrs(table.attrs)
+    se = {f"{c}_mean_se": mean_se(table[c], table[f"{c}_se"], independent) for c, independent in spec.errors.items()}
+    table = table.drop_vars(["usable", *spec.error_columns])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         mean = table.mean("seed", skipna=True)
@@ -126,16 +132,13 @@ def arch_summary(table: xr.Dataset) -> xr.Dataset:
     return xr.Dataset({**{f"{c}_mean": mean[c] for c in table}, **{f"{c}_sd": sd[c] for c in table}, **se})
 
 
-def pairs() -> list[tuple[str, str]]:
-    """Every predefined (x, y) column pair, in PAIR_GROUPS order."""
-    return [(x, y) for gx, gy in PAIR_GROUPS for x in GROUPS[gx] for y in GROUPS[gy]]
-
-
 def _fit(x: np.ndarray, y: np.ndarray) -> tuple[float, float, float, float]:
     """(r, p, slope, intercept) of finite x, y; NaN with fewer than MIN_POINTS points or a constant side."""
     if len(x) < MIN_POINTS or np.ptp(x) == 0 or np.ptp(y) == 0:
         return np.nan, np.nan, np.nan, np.nan
-    from scipy import stats as sps  # 0.3 s to import: only when a table is computed, not to check one
+    from scipy import (
+        stats as sps,  # 0.3 s to import: only when a table is computed, not to check one
+    )
 
     fit = sps.linregress(x, y)
     return float(fit.rvalue), float(fit.pvalue), float(fit.slope), float(fit.intercept)
@@ -162,12 +165,13 @@ def pair_statistics(table: xr.Dataset) -> xr.Dataset:
     """r, p, slope, intercept, n, descriptive and carried_by_one (see `trend`) for every predefined pair over
     usable twins only, at two levels: over architecture means of their usable seeds ("arch", the headline)
     and over every usable (arch, seed) model ("model"). Dims (level, pair)."""
-    kept = table[list(COLUMNS)].where(table["usable"])
+    spec = TableSpec.from_attrs(table.attrs)
+    kept = table[list(spec.columns)].where(table["usable"])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         arch_means = kept.mean("seed", skipna=True)
     levels = {"arch": arch_means, "model": kept.stack(model=("arch", "seed"))}
-    plist = pairs()
+    plist = spec.pairs()
     rows = {level: [trend(ds[x].values, ds[y].values) for x, y in plist] for level, ds in levels.items()}
     keys = ("r", "p", "slope", "intercept", "n", "descriptive", "carried_by_one")
     coords = {"level": list(levels), "pair": [f"{x} vs {y}" for x, y in plist],

@@ -1,7 +1,7 @@
 """`actstore report`: the study's figures and `<root>/report/index.html`, built from the analysis outputs.
 
-The report is up to date (nothing is redrawn) while the analyses' recorded inputs and the ground
-truth's inputs are unchanged. It is built in a temporary folder and published whole (index.html last), so a
+Its sections come from the assay registry (each assay's `report`, in registry order; builders in sections.py).
+The report is up to date (nothing is redrawn) while every registered analysis' recorded inputs are unchanged. It is built in a temporary folder and published whole (index.html last), so a
 killed run never leaves a half report. Missing inputs become notes in the page, never errors.
 """
 from __future__ import annotations
@@ -9,320 +9,44 @@ from __future__ import annotations
 import io
 import json
 import time
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
-from actstore.analysis.tuning import encoder_units
 from actstore.catalog import Catalog, canonical_hash
 from actstore.store.paths import REPORT_MARKER, Layout
 from actstore.store.publish import publish_folder
 from actstore.store.root import filesystem, join
 
 if TYPE_CHECKING:
-    import xarray as xr
     from matplotlib.figure import Figure
 
     from actstore.report.html import Section
 
-VERSION = "report/1"
-ANALYSES = ("neural", "tuning", "probes", "geometry", "summary")
+VERSION = "report/2"  # 2: sections from the assay registry
 INPUTS_FILE = "inputs.json"
 DPI = 100
 
 
 def report_inputs(catalog: Catalog, root: str) -> dict[str, Any]:
-    """Everything the report is drawn from: each analysis' recorded inputs and the ground truth's inputs."""
-    from actstore.report.oracle import oracle_inputs
+    """Everything the report is drawn from: each registered analysis' recorded inputs."""
+    from actstore.assays import assay_classes
     from actstore.store.analysis import analysis_inputs
 
-    inputs = {"version": VERSION, "zoo": [catalog["zoo"]["archs"], catalog["zoo"]["seeds"]],
-              "analyses": {name: analysis_inputs(root, name) for name in ANALYSES},
-              "oracle": oracle_inputs(catalog, root)}
+    inputs = {"version": VERSION, "zoo": [catalog.archs, catalog["zoo"]["seeds"]],
+              "analyses": {cls.output: analysis_inputs(root, cls.output) for cls in assay_classes()}}
     return json.loads(json.dumps(inputs, default=str))
 
 
-def _missing(name: str, command: str) -> str:
-    return f"analysis/{name}.zarr not found: run `actstore {command}` to draw this."
-
-
-def _has(ds: xr.Dataset | None, *names: str) -> bool:
-    """True when every named variable is present and holds at least one finite value."""
-    return ds is not None and all(n in ds and bool(np.isfinite(ds[n].values.astype(float)).any()) for n in names)
-
-
-def _fill(section: "Section", ds: xr.Dataset | None, name: str, command: str, needs: tuple[str, ...], empty: str,
-          draw: Callable[[xr.Dataset], Any], figures: dict) -> None:
-    """The section's figure from analysis `name`, or a note saying why there is none (missing, or empty)."""
-    if ds is None:
-        section.notes.append(_missing(name, command))
-    elif not _has(ds, *needs):
-        section.notes.append(empty)
-    else:
-        figures[section.key] = draw(ds)
-
-
-def _usable_note(summary: xr.Dataset | None) -> str:
-    """The scored twins that are usable (the only ones in the cross-model statistics) and those that are not,
-    with the threshold, from the stats table."""
-    if summary is None:
-        return "analysis/summary.zarr not found: run `actstore analyze stats` to mark which twins are usable."
-    table = summary[["neural_r", "usable"]].to_dataframe()
-    scored = table[np.isfinite(table["neural_r"])]
-    names = {flag: ", ".join(f"{a}-s{s}" for a, s in scored.index[scored["usable"] == flag]) or "none"
-             for flag in (True, False)}
-    return (f"Usable twins (mean fraction of the noise ceiling over mice >= "
-            f"{100 * summary.attrs['usable_ceiling_fraction']:g}%, or no ceiling known; only these enter the "
-            f"cross-model statistics): {names[True]}. Not usable: {names[False]}.")
-
-
-def _neural(found: dict, sections: list, figures: dict) -> None:
-    from actstore.report import figures as fg
-    from actstore.report.html import Section
-
-    ds, summary = found["neural"], found["summary"]
-    s = Section("neural", "Neural prediction per architecture",
-                "Per-neuron Pearson r between predicted and recorded spike counts on the test split, inside "
-                "non-overlapping chunks, averaged over chunks, neurons and mice. Bars: mean over seeds (error bar "
-                "SD), dots: seeds. Right: the same score as a fraction of the noise ceiling (the true rates' r), "
-                "dotted: the usable-twin threshold. Last panel: per-neuron r over the whole scored test set after "
-                "a 2-s box smoothing of prediction and counts (evaluation.smoothing_bins, 41 of 48 ms), the "
-                "score of Xu et al.'s Table 2 "
-                "(their CNN-GRU on the real recordings: 0.639 / 0.593 / 0.484 for 070921 / 101521 / 110421), so "
-                "twins can be put next to published numbers; on the synthetic mouse it is not comparable to them. "
-                "Hollow dots: twins that are not usable; grey hatched bars: architectures without a usable twin.")
-    if _has(ds, "neural_r") and not _has(ds, "ceiling_fraction"):
-        s.notes.append("No noise ceiling is known for these recordings; only r is shown.")
-    if _has(ds, "neural_r"):
-        s.notes.append(_usable_note(summary))
-    usable, threshold = (None, np.nan) if summary is None else (summary["usable"].compute(),
-                                                                summary.attrs["usable_ceiling_fraction"])
-    _fill(s, ds, "neural", "train", ("neural_r",), "No trained model has a neural-prediction score yet.",
-          lambda d: fg.neural_prediction(d, usable, threshold), figures)
-    sections.append(s)
-
-
-def _probes(found: dict, sections: list, figures: dict) -> None:
-    from actstore.report import figures as fg
-    from actstore.report.html import Section
-
-    ds = found["probes"]
-    specs = [
-        (Section("orientation", "Orientation probe: accuracy against training size",
-                 "Linear 8-way orientation readout of the encoder output (one frame), trained on class-balanced "
-                 "subsets; L2 chosen on validation. Lines: mean over seeds (band SD); error bars: +- 1 SE of that "
-                 "mean from the binomial SE over each model's test trials; dashed: chance."),
-         ("orientation_acc_id", "orientation_acc_ood"), fg.orientation_curves),
-        (Section("contrast", "Contrast detection: balanced accuracy against contrast",
-                 "Linear readout of the GRU state detecting a flashed Gabor in noise; balanced accuracy per test "
-                 "contrast (hit rate at that contrast and correct rejections of blanks). Mean over seeds, band SD; "
-                 "error bars: +- 1 SE, 0.5 sqrt(SE_hit^2 + SE_CR^2) from the binomial SEs of the targets at that "
-                 "contrast and of the blanks."),
-         ("contrast_bacc",), fg.contrast_curves),
-        (Section("rdk", "Motion: accuracy against coherence",
-                 "Linear left/right readout of the last chunk's GRU state for random-dot kinematograms, trained on "
-                 "high coherence, tested over the coherence grid. Mean over seeds, band SD; error bars: +- 1 SE "
-                 "(binomial, over the test trials at each coherence); dashed: chance."),
-         ("rdk_acc",), fg.coherence_curves),
-    ]
-    for section, needs, draw in specs:
-        _fill(section, ds, "probes", "analyze probes", needs,
-              f"analysis/probes.zarr holds no {section.key} results "
-              f"(its task store was missing or had no complete model).", draw, figures)
-        sections.append(section)
-
-
-def _tuning(found: dict, sections: list, figures: dict) -> None:
-    from actstore.report import figures as fg
-    from actstore.report.html import Section
-
-    ds = None if found["tuning"] is None else encoder_units(found["tuning"])
-    s = Section("tuning", "Tuning of encoder units",
-                "Static full-field gratings: global orientation selectivity (gOSI), phase modulation (F1/F0), "
-                "preferred spatial frequency and Naka-Rushton c50, over the units passing each metric's QC, "
-                "seeds pooled; a c50 at a bound of its fit is no estimate and is left out. Box: quartiles; "
-                "dots: units.")
-    if ds is None:
-        s.notes.append(_missing("tuning", "analyze tuning"))
-    else:
-        ds = ds.compute()
-        s.notes.extend(_tuning_summary_notes(ds))
-        empty = [var for var, qc, _, _ in fg.TUNING_PANELS if not bool(ds[qc].any())]
-        if len(empty) == len(fg.TUNING_PANELS):
-            s.notes.append("No unit passes QC for any metric: nothing to draw.")
-        else:
-            if empty:
-                s.notes.append(f"No unit passes QC for: {', '.join(empty)}.")
-            figures[s.key] = fg.tuning_distributions(ds)
-    sections.append(s)
-
-
-def _per_arch(ds: xr.Dataset, var: str, fmt: str) -> str:
-    """`arch value` for each architecture with a complete model: the mean over those models of the per-model `var`."""
-    import warnings
-
-    values = ds[var]
-    if "complete" in ds:
-        values = values.where(ds["complete"]).sel(arch=ds["complete"].any("seed").values)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # an architecture without a value: NaN
-        means = values.mean("seed", skipna=True)
-    return ", ".join(f"{a} {'n/a' if not np.isfinite(v) else format(v, fmt)}"
-                     for a, v in zip(means["arch"].values, means.values.astype(float)))
-
-
-def _f1f0_rules_note(ds: xr.Dataset) -> str | None:
-    """Both F1/F0 medians per architecture (tuning.zarr): the phase QC the code applies and design 6.2's as written."""
-    if not (_has(ds, "f1f0_median_applied_qc") or _has(ds, "f1f0_median_written_qc")):
-        return None
-    return ("F1/F0 median (mean over seeds) under the phase QC applied (qc_phase: phase or contrast curve range, the "
-            f"F1/F0 panel and f1f0_median): {_per_arch(ds, 'f1f0_median_applied_qc', '.3g')}; under design 6.2's "
-            f"rule as written (qc_phase_written: phase curve range): {_per_arch(ds, 'f1f0_median_written_qc', '.3g')}.")
-
-
-def _tuning_summary_notes(ds: xr.Dataset) -> list[str]:
-    """Notes from the tuning result's per-model summaries: c50 fits at a bound, and F1/F0 under both phase QCs."""
-    notes = []
-    if _has(ds, "nr_at_bound_fraction"):
-        notes.append("Fraction of contrast-QC-passing units whose c50 is at a bound of its fit (left out of the c50 "
-                     "panel and of tuning.zarr's c50_median; mean over seeds): "
-                     f"{_per_arch(ds, 'nr_at_bound_fraction', '.0%')}.")
-    f1f0 = _f1f0_rules_note(ds)
-    return notes + ([f1f0] if f1f0 else [])
-
-
-def _geometry(found: dict, sections: list, figures: dict) -> None:
-    from actstore.report import figures as fg
-    from actstore.report.html import Section
-
-    ds = found["geometry"]
-    s = Section("geometry", "Population geometry: eigenspectra",
-                "PCA eigenspectra of the standardized GRU final state and encoder output over the reference clips; "
-                "one line per architecture (geometric mean over seeds); dashed: the power law lambda ~ rank^-alpha "
-                "with the seeds' mean fitted alpha, over the shaded rank window.")
-    _fill(s, ds, "geometry", "analyze geometry", ("eigenvalues",), "analysis/geometry.zarr holds no spectra.",
-          lambda d: fg.eigenspectra(d.compute()), figures)
-    sections.append(s)
-
-
-def _hierarchy(found: dict, sections: list, figures: dict) -> None:
-    from actstore.analysis.hierarchy import hierarchy_profiles
-    from actstore.report import figures as fg
-    from actstore.report.html import Section
-
-    tuning = found["tuning"]
-    s = Section("hierarchy", "Across the hierarchy",
-                "Each twin's layer spaces (catalog spaces.layers: early, middle, late; the centre unit of each "
-                "channel) and its encoder output, at their relative depth: orientation-probe accuracy in "
-                "distribution at the largest train size (each seed's test trials), and the median gOSI and F1/F0 "
-                "of the units passing QC (their n in the note below), and alpha of the reference "
-                "clips' eigenspectrum. Mean over seeds; bars +- 1 SE.")
-    if tuning is None or "space" not in tuning.dims:
-        s.notes.append(_missing("tuning", "analyze tuning"))
-    else:
-        profiles = hierarchy_profiles(tuning.compute(), found["probes"], found["geometry"])
-        if found["probes"] is not None and "orientation_chance" in found["probes"].attrs:
-            profiles.attrs["orientation_chance"] = float(found["probes"].attrs["orientation_chance"])
-        n = profiles["gosi_median_n"].sum("seed").to_pandas().astype(int)
-        s.notes.append("Units passing orientation QC per architecture and space (seeds summed): "
-                       + "; ".join(f"{a} " + ", ".join(f"{sp} {n.loc[a, sp]}" for sp in n.columns) for a in n.index)
-                       + ".")
-        figures[s.key] = fg.hierarchy(profiles)
-    sections.append(s)
-
-
-def _scatters(found: dict, sections: list, figures: dict) -> None:
-    from actstore.analysis.stats import ALPHA, DESCRIPTIVE_POINTS, GROUPS, PAIR_GROUPS
-    from actstore.report import figures as fg
-    from actstore.report.html import Section
-
-    ds = found["summary"]
-    ds = ds.compute() if ds is not None else None
-    usable = (f" (mean fraction of the noise ceiling over mice >= {100 * ds.attrs['usable_ceiling_fraction']:g}%, "
-              "or no ceiling known)") if ds is not None else ""
-    caption = (f"Architecture means over their usable twins{usable} (error bars: SD over seeds); hollow: an "
-               "architecture without a usable twin, drawn over all its seeds and left out of r, p and the line. "
-               "Line: OLS trend; Pearson r and p over the n architecture means with a usable twin. With n <= "
-               f"{DESCRIPTIVE_POINTS} a correlation is descriptive, not a finding; '(carried by one point)': p < "
-               f"{ALPHA:g}, but leaving out one point flips the sign of r or takes p to {ALPHA:g} or above.")
-    for gx, gy in PAIR_GROUPS:
-        pairs = [(x, y) for x in GROUPS[gx] for y in GROUPS[gy]]
-        s = Section(f"scatter-{gx}-{gy}", f"Cross-model: {gx} vs {gy}", caption)
-        if ds is None:
-            s.notes.append(_missing("summary", "analyze stats"))
-        elif not any(_has(ds, x, y) for x, y in pairs):
-            s.notes.append(f"No architecture has both values for any {gx} vs {gy} pair.")
-        else:
-            stats = ds[["r", "p", "slope", "intercept", "n", "descriptive", "carried_by_one"]].sel(level="arch")
-            undefined = [f"{x} vs {y}" for x, y in pairs if not np.isfinite(stats["r"].sel(pair=f"{x} vs {y}"))]
-            if undefined:
-                s.notes.append(f"r is undefined for {len(undefined)} of {len(pairs)} pairs (fewer than 3 "
-                               f"architectures with a usable twin and both values, or a constant column): "
-                               f"{', '.join(undefined)}.")
-            ncols = len(GROUPS[gy]) if len(GROUPS[gy]) > 1 else len(pairs)
-            figures[s.key] = fg.cross_model_scatter(ds, stats, pairs, f"{gx.capitalize()} vs {gy}", ncols)
-        sections.append(s)
-
-
-def _table(found: dict, sections: list, figures: dict) -> None:
-    from actstore.analysis.stats import COLUMNS, ERRORS
-    from actstore.report.figures import COLUMN_LABELS
-    from actstore.report.html import Section, results_table
-
-    ds = found["summary"]
-    s = Section("results", "Results table",
-                "Mean +- SD over seeds per architecture (SD blank with one seed); tuning columns are medians over "
-                "QC-passing units. 'SE (n)' beside an endpoint: the SE of that mean from each model's own SE "
-                "(binomial over test trials; over neurons for neural r) and n, the test trials (neurons) per model. "
-                "Per-model values: analysis/summary.csv.")
-    if ds is None:
-        s.notes.append(_missing("summary", "analyze stats"))
-    else:
-        ds = ds.compute()
-        empty = [c for c in COLUMNS if not _has(ds, c)]
-        if empty:
-            s.notes.append(f"No values yet for: {', '.join(empty)}.")
-        s.html = results_table(ds, list(COLUMNS), COLUMN_LABELS, tuple(ERRORS))
-    f1f0 = None if found["tuning"] is None else _f1f0_rules_note(encoder_units(found["tuning"]))
-    if f1f0:
-        s.notes.append(f1f0)
-    sections.append(s)
-
-
-def _oracle(catalog: Catalog, root: str, sections: list, figures: dict) -> None:
-    from actstore.errors import UserError
-    from actstore.report import figures as fg
-    from actstore.report.html import Section
-    from actstore.report.oracle import oracle_inputs, oracle_tuning
-
-    s = Section("ground-truth", "Ground truth: tuning recovered from the synthetic mouse",
-                "The reference session's true neurons (the oracle) shown the catalog's tuning_grid gratings and "
-                "measured with the same tuning assay as the twins' units: recovered vs true preferred orientation "
-                "and spatial frequency (QC-passing neurons; dashed: identity), and F1/F0 by true cell type over "
-                "phase-QC-passing neurons (simple cells are phase-modulated, F1/F0 > 1; complex cells are not).")
-    if oracle_inputs(catalog, root) is None:
-        s.notes.append("Only the synthetic mouse has ground truth (catalog data.source: synthetic, prepared data).")
-    else:
-        try:
-            measured, truth = oracle_tuning(catalog, root)
-        except UserError as e:
-            s.notes.append(f"Ground truth unavailable: {e}")
-        else:
-            figures[s.key] = fg.oracle_recovery(measured, truth)
-    sections.append(s)
-
-
 def report_content(catalog: Catalog, root: str) -> tuple[list[Section], dict[str, Figure]]:
-    """The report's sections, in page order, and their figures by section key (drawn, not yet saved)."""
+    """The report's sections, in registry order, and their figures by section key (drawn, not yet saved)."""
+    from actstore.assays import registry
     from actstore.store.analysis import open_analysis
 
-    found = {name: open_analysis(root, name) for name in ANALYSES}
+    assays = registry(catalog)
+    found = {a.output: open_analysis(root, a.output) for a in assays}
     sections: list[Section] = []
     figures: dict[str, Figure] = {}
-    builders: list[Callable[[dict, list, dict], None]] = [_neural, _probes, _tuning, _geometry, _hierarchy, _scatters, _table]
-    for build in builders:
-        build(found, sections, figures)
-    _oracle(catalog, root, sections, figures)
+    for assay in assays:
+        assay.report(found, sections, figures)
     return sections, figures
 
 

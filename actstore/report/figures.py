@@ -11,14 +11,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 import xarray as xr
 
-from actstore.analysis.stats import ERRORS, MIN_POINTS, mean_se
+from actstore.analysis.stats import MIN_POINTS, TableSpec, mean_se
 
 if TYPE_CHECKING:
     import pandas as pd
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-# Axis labels (with units) of the cross-model table's columns (actstore.analysis.stats.COLUMNS).
+# Axis labels (with units) of the cross-model table's columns (the assays' `columns`); others show their name.
 COLUMN_LABELS = {
     "neural_r": "neural prediction (test r)",
     "orientation_ood": "orientation accuracy, OOD (fraction correct)",
@@ -348,9 +348,10 @@ def _pair_text(stats: xr.Dataset, pair: str) -> str:
 def _column_se(table: xr.Dataset, column: str, seeds: xr.DataArray) -> np.ndarray:
     """Per architecture, the SE of its mean of `column` over `seeds` from the models' own SEs (`<column>_se`,
     see stats.mean_se); NaN for a column without SEs."""
-    if column not in ERRORS or f"{column}_se" not in table:
+    errors = TableSpec.from_attrs(table.attrs).errors
+    if column not in errors or f"{column}_se" not in table:
         return np.full(table.sizes["arch"], np.nan)
-    return mean_se(table[column].where(seeds), table[f"{column}_se"], ERRORS[column]).transpose("arch").values
+    return mean_se(table[column].where(seeds), table[f"{column}_se"], errors[column]).transpose("arch").values
 
 
 def cross_model_scatter(table: xr.Dataset, stats: xr.Dataset, pairs: list[tuple[str, str]], title: str,

@@ -8,13 +8,14 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import actstore
+from actstore.assays.base import reconcile
+from actstore.assays.neural import SCORING_VERSION, Neural
 from actstore.catalog import Catalog, canonical_hash
 from actstore.errors import UserError
 from actstore.models.checkpoint import read_meta
 from actstore.status import ceiling_text
 from actstore.store.paths import META, Layout
 from actstore.store.root import filesystem, join
-from actstore.train.neural import SCORING_VERSION, write_neural
 
 
 @dataclass
@@ -119,9 +120,10 @@ def train_zoo(catalog: Catalog, root: str, archs: list[str] | None = None, seeds
         lines.append(line)
         if log is not None:
             log(line)
-    lines.append(write_neural(catalog, root))
-    if log is not None:
-        log(lines[-1])
+    for line in reconcile(Neural.from_catalog(catalog), catalog, root):
+        lines.append(line)
+        if log is not None:
+            log(line)
     return lines
 
 

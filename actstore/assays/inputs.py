@@ -1,5 +1,5 @@
-"""A job's inputs: stores opened lazily, and what an analysis was computed from, as plain JSON,
-so a job can tell by content that it is up to date (store fingerprints: store/ledger.py)."""
+"""What assays share about their inputs: stores opened lazily, records as plain JSON (so a fresh record compares
+equal to one read back from Zarr attrs), and laying per-model values out on the (arch, seed) grid."""
 from __future__ import annotations
 
 import json
@@ -8,7 +8,6 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from actstore.store.analysis import analysis_inputs
 from actstore.store.paths import ZARR_MARKER, Layout
 from actstore.store.root import filesystem, join
 
@@ -24,11 +23,6 @@ def open_input_store(root: str, name: str) -> xr.Dataset | None:
 def as_json(inputs: dict[str, Any]) -> dict[str, Any]:
     """Inputs as they read back from Zarr attrs (tuples as lists), so a fresh record compares equal."""
     return json.loads(json.dumps(inputs, default=str))
-
-
-def up_to_date(root: str, name: str, inputs: dict[str, Any]) -> bool:
-    """True when analysis/<name>.zarr exists and was computed from exactly `inputs`."""
-    return analysis_inputs(root, name) == as_json(inputs)
 
 
 def stack_models(var: xr.DataArray, models: list[tuple[str, int]]) -> xr.DataArray:

@@ -17,12 +17,10 @@ import numpy as np
 import xarray as xr
 
 from actstore.analysis import scores as sc
-from actstore.catalog import Catalog
+from actstore.assays.base import Assay, Sources
+from actstore.assays.inputs import model_grid, per_draw, stack_models
 from actstore.errors import UserError
-from actstore.jobs.inputs import (as_json, model_grid, open_input_store, per_draw, stack_models, text_as_objects,
-                                  up_to_date)
-from actstore.store.analysis import write_analysis
-from actstore.store.ledger import complete_models, store_fingerprint
+from actstore.store.ledger import complete_models
 
 VERSION = "probes/5"  # 5: the orientation probe on every layer space too
 TASKS = {"orientation": "orientation_task", "contrast": "contrast_task", "rdk": "rdk_task"}
@@ -59,7 +57,9 @@ def _with_error(name: str, value: np.ndarray, se: np.ndarray, n: np.ndarray | in
 def orientation(ds: xr.Dataset, models: list[tuple[str, int]], cfg: dict, seed: int) -> dict[str, np.ndarray]:
     """Sample-efficiency sweep: per train size the chosen L2 and ID/OOD accuracy; AUCs over log2 size.
     Every size is scored on the same test trials, so the AUCs' SEs keep the sizes' covariance (paired_auc_se)."""
-    from actstore.analysis.probes import fit_selected  # torch: loaded only when probes are fitted
+    from actstore.analysis.probes import (
+        fit_selected,  # torch: loaded only when probes are fitted
+    )
 
     x = _features(ds, models, "encoder")
     split, label = _split(ds), np.asarray(ds["label"].values).astype(int)
@@ -117,7 +117,9 @@ def orientation(ds: xr.Dataset, models: list[tuple[str, int]], cfg: dict, seed: 
 
 def _binary(ds: xr.Dataset, models: list[tuple[str, int]], cfg: dict, task: str) -> tuple[np.ndarray, np.ndarray]:
     """Fit the binary probe on the GRU features (L2 chosen on val); test-split predictions (M, n_test), chosen L2."""
-    from actstore.analysis.probes import fit_selected  # torch: loaded only when probes are fitted
+    from actstore.analysis.probes import (
+        fit_selected,  # torch: loaded only when probes are fitted
+    )
 
     x = _features(ds, models, "gru")
     split, label = _split(ds), np.asarray(ds["label"].values).astype(int)
@@ -223,34 +225,42 @@ def _dataset(results: dict[str, dict], models: dict[str, list], archs: list[str]
     return ds
 
 
-def run(catalog: Catalog, root: str) -> list[str]:
-    """Probe every complete model on every task store present; 'up to date' when nothing changed."""
-    cfg = catalog["analysis"]["probes"]
-    stores = {task: open_input_store(root, name) for task, name in TASKS.items()}
-    if all(ds is None for ds in stores.values()):
-        return [f"probes: no task stores under {root} ({', '.join(f'{n}.zarr' for n in TASKS.values())}); skipped"]
-    inputs = {"version": VERSION, "config": cfg, "run_seed": catalog["run_seed"], "models": catalog.models,
-              "stores": {task: store_fingerprint(ds) for task, ds in stores.items()}}
-    if up_to_date(root, "probes", inputs):
-        return ["probes: up to date"]
-    archs, seeds = catalog.archs, list(catalog["zoo"]["seeds"])
-    results, done, lines = {}, {}, []
-    for task, ds in stores.items():
-        models = complete_models(ds, catalog.models) if ds is not None else []
-        if not models:
-            lines.append(f"probes: {task}: no complete models in {TASKS[task]}.zarr; skipped")
-            continue
-        draws = per_draw(ds, models, catalog["run_seed"])  # each seed's models on its own stimulus draw
-        done[task] = [m for _, group, _ in draws for m in group]
-        results[task] = merged([orientation(view, group, cfg, seed) if task == "orientation"
-                                else contrast(view, group, cfg) if task == "contrast" else rdk(view, group, cfg)
-                                for view, group, seed in draws])
-        key = {"orientation": "orientation_ood", "contrast": "contrast_auc", "rdk": "rdk_auc"}[task]
-        note = ""
-        if task == "orientation":
-            sizes = results[task]["train_size"]
-            skipped = [s for s in cfg["orientation_train_sizes"] if s not in sizes]
-            note = f" at n={sizes[-1]}" + (f" (sizes {skipped} skipped: pool too small)" if skipped else "")
-        lines.append(f"probes: {task}: {len(models)} models, {key} mean {np.mean(results[task][key]):.3f}{note}")
-    path = write_analysis(text_as_objects(_dataset(results, done, archs, seeds)), root, "probes", as_json(inputs))
-    return [*lines, f"probes: wrote {path}"]
+class LinearProbes(Assay):
+    """Orientation, contrast and motion decodability of every complete model, on every task store present."""
+
+    name = "probes"
+    version = VERSION
+    summary = "linear decodability: orientation (sample efficiency, every layer), contrast detection, RDK motion"
+    position = 30
+    stores = tuple(TASKS.values())
+    columns = {"probes": ("orientation_ood", "contrast_auc", "rdk_auc")}
+    errors = {"orientation_ood": True, "contrast_auc": True, "rdk_auc": True}  # each seed draws its own test trials
+    pairs = (("prediction", "probes"),)
+
+    def compute(self, sources: Sources) -> tuple[xr.Dataset, list[str]]:
+        cfg, zoo = self.params, sources.zoo
+        results, done, lines = {}, {}, []
+        for task, store in TASKS.items():
+            ds = sources.stores[store]
+            models = complete_models(ds, zoo.models) if ds is not None else []
+            if not models:
+                lines.append(f"probes: {task}: no complete models in {store}.zarr; skipped")
+                continue
+            draws = per_draw(ds, models, zoo.run_seed)  # each seed's models on its own stimulus draw
+            done[task] = [m for _, group, _ in draws for m in group]
+            results[task] = merged([orientation(view, group, cfg, seed) if task == "orientation"
+                                    else contrast(view, group, cfg) if task == "contrast" else rdk(view, group, cfg)
+                                    for view, group, seed in draws])
+            key = {"orientation": "orientation_ood", "contrast": "contrast_auc", "rdk": "rdk_auc"}[task]
+            note = ""
+            if task == "orientation":
+                sizes = results[task]["train_size"]
+                skipped = [s for s in cfg["orientation_train_sizes"] if s not in sizes]
+                note = f" at n={sizes[-1]}" + (f" (sizes {skipped} skipped: pool too small)" if skipped else "")
+            lines.append(f"probes: {task}: {len(models)} models, {key} mean {np.mean(results[task][key]):.3f}{note}")
+        return _dataset(results, done, zoo.archs, zoo.seeds), lines
+
+    def report(self, found, sections, figures) -> None:
+        from actstore.report import sections as rs
+
+        rs.probes(found, sections, figures)

@@ -14,10 +14,9 @@ import numpy as np
 import xarray as xr
 
 from actstore.analysis.geometry import eigenspectrum, powerlaw_fit
-from actstore.catalog import Catalog
-from actstore.jobs.inputs import as_json, model_grid, open_input_store, text_as_objects, up_to_date
-from actstore.store.analysis import write_analysis
-from actstore.store.ledger import complete_models, store_fingerprint
+from actstore.assays.base import Assay, Sources, Zoo
+from actstore.assays.inputs import model_grid
+from actstore.store.ledger import complete_models
 
 VERSION = "geometry/3"
 STORE = "reference_clips"
@@ -34,19 +33,30 @@ def clip_features(ds: xr.Dataset, arch: str, seed: int, space: str) -> xr.DataAr
     return var
 
 
-def run(catalog: Catalog, root: str) -> list[str]:
-    """Spectra and alphas for every complete model; 'up to date' when the store and settings are unchanged."""
-    cfg = catalog["analysis"]["geometry"]
-    ds = open_input_store(root, STORE)
-    if ds is None:
-        return [f"geometry: no {STORE}.zarr under {root}; skipped"]
-    inputs = {"version": VERSION, "config": cfg, "models": catalog.models, "store": store_fingerprint(ds)}
-    if up_to_date(root, "geometry", inputs):
-        return ["geometry: up to date"]
-    models = complete_models(ds, catalog.models)
-    if not models:
-        return [f"geometry: no complete models in {STORE}.zarr; skipped"]
-    archs, seeds = catalog.archs, list(catalog["zoo"]["seeds"])
+class Geometry(Assay):
+    """Eigenspectra and power-law exponents of every complete model's spaces over the reference clips."""
+
+    name = "geometry"
+    version = VERSION
+    summary = "population geometry: eigenspectrum power law (alpha) and effective rank per space"
+    position = 40
+    stores = (STORE,)
+    columns = {"geometry": ("alpha_gru",)}
+    pairs = (("prediction", "geometry"), ("geometry", "probes"))
+
+    def compute(self, sources: Sources) -> tuple[xr.Dataset, list[str]]:
+        return spectra_and_fits(sources.stores[STORE], self.params, sources.zoo)
+
+    def report(self, found, sections, figures) -> None:
+        from actstore.report import sections as rs
+
+        rs.geometry(found, sections, figures)
+
+
+def spectra_and_fits(ds: xr.Dataset, cfg: dict, zoo: Zoo) -> tuple[xr.Dataset, list[str]]:
+    """Every complete model's spectrum and fit per space, on the zoo's (arch, seed) grid, and a summary line."""
+    models = complete_models(ds, zoo.models)
+    archs, seeds = zoo.archs, zoo.seeds
     ranks = tuple(cfg["ranks"])
     spaces = list(ds.attrs["spaces"])
     spectra: dict[str, list[np.ndarray]] = {space: [] for space in spaces}
@@ -72,11 +82,10 @@ def run(catalog: Catalog, root: str) -> list[str]:
         variables[f"effective_rank_{space}"] = (("arch", "seed"), model_grid(
             np.array([f.effective_rank for f in fits[space]]), models, archs, seeds))
     out = xr.Dataset(
-        variables, coords={"space": spaces, "arch": archs, "seed": seeds, "rank": np.arange(1, n_rank + 1)},
+        variables, coords={"space": spaces, "arch": np.array(archs, dtype=object), "seed": seeds, "rank": np.arange(1, n_rank + 1)},
         attrs={"ranks": list(ranks), "relative_floor": cfg["relative_floor"],
                "below_floor": "eigenvalues below relative_floor x the largest are stored as NaN",
                "encoder_features": "last frame's encoder output per clip",
                "standardized": "each feature across clips; eigenvalues of the covariance (PCA)"})
-    path = write_analysis(text_as_objects(out), root, "geometry", as_json(inputs))
-    return [f"geometry: {len(models)} models, alpha_gru mean {np.nanmean(alphas['gru']):.3f}, "
-            f"alpha_encoder mean {np.nanmean(alphas['encoder']):.3f}", f"geometry: wrote {path}"]
+    return out, [f"geometry: {len(models)} models, alpha_gru mean {np.nanmean(alphas['gru']):.3f}, "
+                 f"alpha_encoder mean {np.nanmean(alphas['encoder']):.3f}"]

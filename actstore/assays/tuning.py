@@ -6,69 +6,56 @@ median without fits at a bound, their fraction, F1/F0 medians under the applied 
 `depth` (space, arch) its relative depth (the encoder output is 1). The cross-model endpoints read the encoder
 output (`encoder_units`).
 
-Up to date when the store's recipe, every complete model's checkpoint and feature checksums, and the
-catalog's analysis.tuning settings are those the existing result records.
+Up to date (base.reconcile) when the store's ledger fingerprint (recipe, every model's checkpoint and feature
+checksums) and the catalog's analysis.tuning settings are those the existing result records.
 """
 from __future__ import annotations
-
-import json
 
 import numpy as np
 import pandas as pd
 import xarray as xr
 
-import actstore
+from actstore.analysis.stats import TUNING_SUMMARIES, tuning_medians
 from actstore.analysis.tuning import FLAGS, measure, model_summaries
-from actstore.catalog import Catalog
-from actstore.errors import UserError
-from actstore.store.analysis import analysis_inputs, write_analysis
+from actstore.assays.base import Assay, Sources
 
 VERSION = "tuning/4"
 STORE = "tuning_grid"
 
 
-def model_inputs(ds: xr.Dataset) -> dict[str, dict]:
-    """Per complete model: its checkpoint and the checksum of its stored encoder output (from the ledger)."""
-    out = {}
-    for i, arch in enumerate(ds["arch"].values):
-        for j, seed in enumerate(ds["seed"].values):
-            if not bool(ds["complete"].values[i, j]):
-                continue
-            try:
-                entry = json.loads(str(ds["provenance"].values[i, j]))
-            except ValueError:
-                entry = {}
-            out[f"{arch}-s{int(seed)}"] = {"checkpoint_sha256": entry.get("checkpoint_sha256"),
-                                           "checksums": entry.get("checksums", {})}
-    return out
+class Tuning(Assay):
+    """The tuning assay of every complete model's units in every static space of the tuning grid."""
 
+    name = "tuning"
+    version = VERSION
+    summary = "orientation selectivity, phase sensitivity, SF and contrast-response fits per unit and space"
+    position = 20
+    stores = (STORE,)
+    columns = {"tuning": tuple(TUNING_SUMMARIES)}
+    pairs = (("prediction", "tuning"), ("tuning", "probes"))
 
-def run(catalog: Catalog, root: str) -> list[str]:
-    """Measure every complete model of tuning_grid.zarr at once; 'up to date' when nothing changed."""
-    try:
-        ds = actstore.open_store(STORE, root)
-    except UserError as e:  # like the other jobs: a missing input store skips, so `analyze all` goes on
-        return [f"tuning: skipped ({e})"]
-    settings = dict(catalog["analysis"]["tuning"])
-    inputs = {"version": VERSION, "recipe_hash": ds.attrs.get("recipe_hash"), "models": model_inputs(ds),
-              "tuning": settings, "main_contrast": ds.attrs.get("main_contrast", 1.0)}
-    inputs = json.loads(json.dumps(inputs))  # as it reads back from Zarr attrs
-    if not inputs["models"]:
-        return [f"tuning: no complete models in {STORE}.zarr; run `actstore extract --recipe {STORE}` first"]
-    if analysis_inputs(root, "tuning") == inputs:
-        return ["tuning: up to date"]
-    result = measure_zoo(ds, settings, float(inputs["main_contrast"]))
-    path = write_analysis(result, root, "tuning", inputs)
-    spaces = [str(v) for v in result["space"].values]
-    passing = {f: int(result[f].sel(space="encoder").sum()) for f in FLAGS}
-    return [f"tuning: {len(inputs['models'])} models x spaces {', '.join(spaces)} -> {path}; encoder units: "
-            + ", ".join(f"{k} {v}" for k, v in passing.items())]
+    def compute(self, sources: Sources) -> tuple[xr.Dataset, list[str]]:
+        ds = sources.stores[STORE]
+        result = measure_zoo(ds, self.params, float(ds.attrs.get("main_contrast", 1.0)))
+        spaces = [str(v) for v in result["space"].values]
+        passing = {f: int(result[f].sel(space="encoder").sum()) for f in FLAGS}
+        models = int(result["complete"].sum())
+        return result, [f"tuning: {models} models x spaces {', '.join(spaces)}; encoder units: "
+                        + ", ".join(f"{k} {v}" for k, v in passing.items())]
+
+    @classmethod
+    def model_columns(cls, result: xr.Dataset) -> xr.Dataset:
+        return tuning_medians(result)
+
+    def report(self, found, sections, figures) -> None:
+        from actstore.report import sections as rs
+
+        rs.tuning(found, sections, figures)
 
 
 def static_spaces(ds: xr.Dataset) -> list[str]:
     """The store's spaces with one value per unit and stimulus (every space but the GRU's state)."""
     return [name for name in ds.attrs["spaces"] if name != "gru"]
-
 
 
 def measure_zoo(ds: xr.Dataset, settings: dict, main_contrast: float) -> xr.Dataset:

@@ -1,0 +1,120 @@
+"""`actstore analyze sparseness`: lifetime and population sparseness of every complete model's units over the
+tuning grid's gratings, in every static space -> analysis/sparseness.zarr.
+
+The Treves-Rolls measure as normalized by Vinje & Gallant (2000), S = (1 - (mean r)^2 / mean r^2) / (1 - 1/n),
+is 0 for a response equal everywhere and 1 for one that is nonzero at a single one of n points. It is defined
+for non-negative rates; twin units carry arbitrary offsets and signs, so each unit's responses are taken
+relative to its own minimum over the grid. Lifetime sparseness is over a unit's n gratings; population
+sparseness is over a grating's n responsive units (range over the grid above `responsive_ptp`, the tuning
+assay's responsiveness rule; the rest, and a space's padding, are left out), and a model's value is its median
+over the gratings. Per model and space: `lifetime_sparseness` per unit, `population_sparseness` per grating,
+their medians `lifetime_sparseness_median` (over the responsive units) and `population_sparseness_median`
+with their n; the cross-model table takes the encoder output's.
+"""
+from __future__ import annotations
+
+import numpy as np
+import xarray as xr
+
+from actstore.analysis.tuning import GRID_DIMS
+from actstore.assays.base import Assay, Sources
+from actstore.store.ledger import complete_models
+
+STORE = "tuning_grid"
+
+
+def treves_rolls(r: xr.DataArray, dim: str) -> xr.DataArray:
+    """Normalized sparseness of non-negative `r` over `dim` (NaN where r is all zero or NaN along it); NaN
+    entries are left out, and n counts the rest."""
+    n = r.notnull().sum(dim)
+    power = (r**2).mean(dim)
+    ratio = r.mean(dim) ** 2 / power.where(power > 0)
+    return ((1 - ratio) / (1 - 1 / n.where(n > 1))).where(ratio > 0)
+
+
+def sparseness(responses: xr.DataArray, responsive_ptp: float) -> xr.Dataset:
+    """Lifetime sparseness per unit and population sparseness per grating of (..., *GRID_DIMS, unit) responses,
+    each relative to the unit's minimum over the grid; units with a range of at most `responsive_ptp` are out."""
+    grid = responses.stack(grating=list(GRID_DIMS))
+    lo, hi = grid.min("grating"), grid.max("grating")
+    shifted = (grid - lo).where(hi - lo > responsive_ptp)
+    return xr.Dataset({"lifetime_sparseness": treves_rolls(shifted, "grating"),
+                       "population_sparseness": treves_rolls(shifted, "unit").reset_index("grating", drop=True)})
+
+
+class Sparseness(Assay):
+    """Lifetime and population sparseness of every complete model's units, per static space."""
+
+    name = "sparseness"
+    version = "sparseness/1"
+    summary = "lifetime and population sparseness (Treves-Rolls, Vinje & Gallant) per unit and space"
+    position = 50
+    stores = (STORE,)
+    columns = {"sparseness": ("lifetime_sparseness_median", "population_sparseness_median")}
+    pairs = (("prediction", "sparseness"),)
+
+    def __init__(self, responsive_ptp: float = 1e-3) -> None:
+        super().__init__(responsive_ptp=responsive_ptp)
+
+    def compute(self, sources: Sources) -> tuple[xr.Dataset, list[str]]:
+        ds, zoo = sources.stores[STORE], sources.zoo
+        models = complete_models(ds, zoo.models)
+        pick = {"arch": xr.DataArray([a for a, _ in models], dims="model"),
+                "seed": xr.DataArray([s for _, s in models], dims="model")}
+        spaces = [name for name in ds.attrs["spaces"] if name != "gru"]
+        parts = []
+        for space in spaces:
+            var = ds[space].sel(**pick).rename({ds.attrs["spaces"][space][-1]: "unit"})
+            var = var.drop_vars([c for c in var.coords if c not in (*GRID_DIMS, "unit", "arch", "seed")])
+            one = sparseness(var.astype(np.float64), self.params["responsive_ptp"]).compute()
+            parts.append(xr.Dataset({
+                "lifetime_sparseness": one["lifetime_sparseness"],
+                "lifetime_sparseness_median": one["lifetime_sparseness"].median("unit"),
+                "lifetime_sparseness_n": one["lifetime_sparseness"].notnull().sum("unit"),
+                "population_sparseness": one["population_sparseness"],
+                "population_sparseness_median": one["population_sparseness"].median("grating"),
+                "population_sparseness_n": one["population_sparseness"].notnull().sum("grating")}))
+        result = xr.concat(parts, dim="space", join="outer").assign_coords(space=np.array(spaces, dtype=object))
+        result = result.set_index(model=["arch", "seed"]).unstack("model")
+        result = result.reindex(arch=zoo.archs, seed=zoo.seeds).transpose("arch", "seed", "space", ...)
+        result["arch"] = result["arch"].astype(object)
+        enc = result.sel(space="encoder")
+        return result, [f"sparseness: {len(models)} models x spaces {', '.join(spaces)}; encoder median lifetime "
+                        f"{float(enc['lifetime_sparseness_median'].median()):.3f}, population "
+                        f"{float(enc['population_sparseness_median'].median()):.3f}"]
+
+    def report(self, found, sections, figures) -> None:
+        from actstore.report.figures import figure
+        from actstore.report.html import Section
+
+        s = Section("sparseness", "Sparseness of encoder units",
+                    "Lifetime sparseness (over the tuning grid's gratings, per responsive unit) and population "
+                    "sparseness (over the responsive units, per grating) of each twin's encoder output, "
+                    "Treves-Rolls as normalized by Vinje & Gallant (0: dense, 1: one response only), responses "
+                    "relative to each unit's minimum. Box: quartiles over units (lifetime, seeds pooled) and over "
+                    "gratings (population); n under each box.")
+        ds = found[self.output]
+        if ds is None:
+            s.notes.append(f"analysis/{self.output}.zarr not found: run `actstore analyze {self.name}` to draw this.")
+            sections.append(s)
+            return
+        enc = ds.sel(space="encoder").compute()
+        archs = [str(a) for a in enc["arch"].values if np.isfinite(enc["lifetime_sparseness_median"].sel(arch=a)).any()]
+        if not archs:
+            s.notes.append("No model has a responsive encoder unit.")
+            sections.append(s)
+            return
+        fig, axes = figure(1, 2, width=max(4.0, 0.6 * len(archs)), height=3.6)
+        for ax, name, values in (
+                (axes[0][0], "lifetime", [enc["lifetime_sparseness"].sel(arch=a).values.ravel() for a in archs]),
+                (axes[0][1], "population", [enc["population_sparseness"].sel(arch=a).values.ravel() for a in archs])):
+            kept = [v[np.isfinite(v)] for v in values]
+            ax.boxplot(kept, showfliers=False)
+            ax.set_xticks(range(1, len(archs) + 1), [f"{a}\nn={len(v)}" for a, v in zip(archs, kept)],
+                          rotation=45, fontsize=7)
+            ax.set_ylim(0, 1)
+            ax.set_xlabel("architecture (encoder output)")
+            ax.set_ylabel(f"{name} sparseness")
+            ax.set_title("over units" if name == "lifetime" else "over gratings", fontsize=9)
+        figures[s.key] = fig
+        sections.append(s)
