@@ -25,6 +25,7 @@ _SUBMODULES = {"models", "analysis", "data", "stimuli", "store", "train", "catal
 _FUNCTIONS = {
     "open_store": "actstore.store",
     "units": "actstore.table",
+    "neurons": "actstore.table",
     "query": "actstore.expressions",
 }
 

@@ -135,13 +135,15 @@ def extract(env: Env, recipe: str, archs: tuple[str, ...], seeds: tuple[int, ...
 @cli.command("query")
 @click.argument("expr")
 @click.option("--columns", multiple=True, metavar="COL[,COL...]",
-              help="Columns to show (repeatable or comma-separated; default: all). arch, seed, space, unit always.")
+              help="Columns to show (repeatable or comma-separated; default: all). arch, seed, space, unit "
+                   "(neurons: arch, seed, mouse, neuron) always.")
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json", "parquet"]), default="table",
               show_default=True, help="Output format (parquet needs --out).")
 @click.option("--out", metavar="FILE", help="Write to FILE instead of stdout.")
 @pass_env
 def query_units(env: Env, expr: str, columns: tuple[str, ...], fmt: str, out: str | None) -> None:
-    """Units matching EXPR, e.g. "arch == 'alexnet' & qc_orientation & gosi > 0.3"."""
+    """Units matching EXPR, e.g. "arch == 'alexnet' & qc_orientation & gosi > 0.3", or recorded neurons when EXPR
+    names a neuron column, e.g. "neuron_r < 0.1 & arch == 'resnet18'"."""
     from actstore.expressions import query, write_rows
 
     names = [c.strip() for part in columns for c in part.split(",") if c.strip()]

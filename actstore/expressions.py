@@ -1,4 +1,5 @@
-"""A safe expression language over the units table: `actstore query EXPR` and `actstore.query(...)`.
+"""A safe expression language over the units table: `actstore query EXPR` and `actstore.query(...)`; an
+expression (or column list) naming a column only the neurons table has (NEURON_COLUMNS) runs over that table.
 
 Expressions are parsed with Python's `ast` and evaluated by walking a whitelist of nodes
 (never `eval`): comparisons (chains too), `&`, `|`, `~`, `and`, `or`, `not`, `in`/`not in` a
@@ -18,7 +19,9 @@ import numpy as np
 import pandas as pd
 
 from actstore.errors import UserError
-from actstore.table import KEYS, units
+from actstore.table import KEYS, NEURON_KEYS, neurons, units
+
+NEURON_COLUMNS = ("mouse", "neuron", "neuron_r", "neuron_ceiling", "neuron_ceiling_fraction")
 
 ALLOWED = ("comparisons (== != < <= > >=), &, |, ~, and, or, not, in [list], arithmetic (+ - * / // % **) "
            "on columns, numbers, strings and booleans")
@@ -38,14 +41,20 @@ _FORBIDDEN = {  # in the order they are reported when an expression has several
 def query(expr: str, root: str = "stores", columns: list[str] | None = None,
           activations: str | None = None) -> pd.DataFrame | Any:
     """The units matching `expr` (a DataFrame of `columns`, default all), or, with `activations` naming a
-    stimulus store, those units' encoder activations as a lazy xr.DataArray (dim `match`)."""
-    table = units(root)
+    stimulus store, those units' encoder activations as a lazy xr.DataArray (dim `match`). An expression that
+    names a neuron column (NEURON_COLUMNS) selects recorded neurons from the neurons table instead."""
+    named = {n.id for n in ast.walk(parse(expr)) if isinstance(n, ast.Name)} | set(columns or ())
+    by_neuron = bool(named & set(NEURON_COLUMNS))
+    if by_neuron and activations is not None:
+        raise UserError("query: activations are read for units; this query names neuron columns "
+                        f"({', '.join(sorted(named & set(NEURON_COLUMNS)))})")
+    table, keys = (neurons(root), NEURON_KEYS) if by_neuron else (units(root), KEYS)
     selected = table[evaluate(expr, table)]
     if activations is not None:
         return matching_activations(selected, activations, root)
     if columns:
         check_columns(columns, table.columns)
-        selected = selected[[*KEYS, *[c for c in columns if c not in KEYS]]]
+        selected = selected[[*keys, *[c for c in columns if c not in keys]]]
     return selected.reset_index(drop=True)
 
 

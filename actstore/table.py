@@ -1,7 +1,7 @@
 """The units table: one row per (arch, seed, space, unit) with every tuning metric, flag and model-level score
 (`actstore.units`); a space's padding beyond an arch's own width has no rows. Its columns come from every
 assay of the registry that gives the stats table columns: their per-unit variables (dims arch, seed, space,
-unit) and their per-model scalars."""
+unit) and their per-model scalars. The neurons table is its recorded-neuron counterpart (`actstore.neurons`)."""
 from __future__ import annotations
 
 import pandas as pd
@@ -14,6 +14,7 @@ from actstore.store.analysis import open_analysis
 from actstore.store.paths import Layout
 
 KEYS = ["arch", "seed", "space", "unit"]
+NEURON_KEYS = ["arch", "seed", "mouse", "neuron"]
 
 
 def units(root: str = "stores", catalog: Catalog | None = None) -> pd.DataFrame:
@@ -67,3 +68,29 @@ def model_scores(ds: xr.Dataset | None, name: str, taken: set[str]) -> pd.DataFr
     frame["arch"] = frame["arch"].astype(str)
     keys = ["arch", "seed", *(["space"] if "space" in frame.columns else [])]
     return frame[[*keys, *keep]]
+
+
+def neurons(root: str = "stores", catalog: Catalog | None = None) -> pd.DataFrame:
+    """The neurons table, the recorded-neuron counterpart of the units table: one row per (arch, seed, mouse,
+    neuron) of every scored model with the neuron's test r (`neuron_r`), its noise ceiling and their ratio, and
+    the model's neural scores; with a catalog, only its zoo's models. UserError when no model is scored."""
+    neural = open_analysis(root, "neural")
+    if neural is None or "neuron_r" not in neural:
+        raise UserError(f"{Layout(root).analysis('neural')}: no per-neuron scores; run `actstore train` first")
+    table = neural["neuron_r"].to_dataframe().reset_index()
+    ceiling = neural[["neuron_ceiling"]].to_dataframe().reset_index()
+    table = table.merge(ceiling, on=["mouse", "neuron"])
+    recorded = neural["recorded_neurons"].to_dataframe().reset_index()
+    table = table.merge(recorded, on="mouse")
+    table = table[table["neuron"] < table.pop("recorded_neurons")]  # the padding of mice with fewer neurons
+    table["neuron_ceiling_fraction"] = table["neuron_r"] / table["neuron_ceiling"]
+    done = neural["complete"].to_dataframe().reset_index()
+    table = table.merge(done[done["complete"]][["arch", "seed"]], on=["arch", "seed"])
+    scores = model_scores(neural, "neural", taken=set(table.columns))
+    if scores is not None:
+        table = table.merge(scores, on=["arch", "seed"], how="left")
+    if catalog is not None:
+        table = table.merge(pd.DataFrame(catalog.models, columns=["arch", "seed"]), on=["arch", "seed"])
+    for key, kind in (("arch", str), ("mouse", str), ("seed", int), ("neuron", int)):
+        table[key] = table[key].astype(kind)
+    return table.sort_values(NEURON_KEYS, kind="stable").reset_index(drop=True)

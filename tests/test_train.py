@@ -259,7 +259,7 @@ def test_train_zoo_scores_every_model_into_neural_zarr(smoke_catalog, smoke_root
     from actstore.train import train_zoo
 
     ds = xr.open_zarr(f"{smoke_root}/analysis/neural.zarr")
-    assert dict(ds.sizes) == {"arch": 2, "seed": 1, "mouse": 3}
+    assert dict(ds.sizes) == {"arch": 2, "seed": 1, "mouse": 3, "neuron": int(ds["recorded_neurons"].max())}
     assert list(ds["mouse"].values) == smoke_catalog["data"]["sessions"] and bool(ds["complete"].all())
     np.testing.assert_allclose(ds["neural_r"], ds["r_neuron"].mean("mouse"))
     np.testing.assert_allclose(ds["ceiling_fraction"], ds["r_neuron"] / ds["ceiling"])
@@ -271,6 +271,10 @@ def test_train_zoo_scores_every_model_into_neural_zarr(smoke_catalog, smoke_root
         assert ds["r_neuron"].sel(arch=arch, seed=seed).values.tolist() == \
             [prov["neural"][m]["r_neuron"] for m in smoke_catalog["data"]["sessions"]]
         assert {"data_fingerprint", "config_hash", "code_version", "device", "epochs", "wall_time_s"} <= set(prov)
+        for k, m in enumerate(smoke_catalog["data"]["sessions"]):  # the error profile: each neuron's r, mean = r_neuron
+            per_neuron = ds["neuron_r"].sel(arch=arch, seed=seed, mouse=m).values[:int(ds["recorded_neurons"][k])]
+            np.testing.assert_allclose(per_neuron, prov["neural"][m]["neuron_r"])
+            assert np.nanmean(per_neuron) == pytest.approx(prov["neural"][m]["r_neuron"])
     lines = train_zoo(smoke_catalog, smoke_root, progress=False)
     assert lines == ["xu_cnn-s0: up to date", "alexnet-s0: up to date", "neural: up to date"]
     model_lines = [ln for ln in status_lines(smoke_catalog, smoke_root) if ln.startswith("  model")]

@@ -17,7 +17,8 @@ from actstore.models.checkpoint import read_meta
 from actstore.store.paths import META, Layout
 from actstore.store.root import filesystem, join
 
-SCORING_VERSION = 4  # bump when the metrics change: existing checkpoints are then re-scored, not retrained
+# bump when the metrics change: existing checkpoints are then re-scored, not retrained (5: per-neuron r and ceiling)
+SCORING_VERSION = 5
 
 
 def _existing_metas(catalog: Catalog, root: str) -> dict[tuple[str, int], dict[str, Any]]:
@@ -33,13 +34,18 @@ def _existing_metas(catalog: Catalog, root: str) -> dict[tuple[str, int], dict[s
 
 
 def neural_dataset(zoo: Zoo, params: dict[str, Any], metas: dict[tuple[str, int], dict[str, Any]]) -> xr.Dataset:
-    """Dims (arch, seed, mouse) over the zoo; models without a scored checkpoint are NaN, complete False."""
+    """Dims (arch, seed, mouse[, neuron]) over the zoo; models without a scored checkpoint are NaN, complete False."""
     archs, seeds, mice = zoo.archs, zoo.seeds, params["mice"]
     shape = (len(archs), len(seeds), len(mice))
     values = {k: np.full(shape, np.nan) for k in ("r_neuron", "r_neuron_se", "n_neurons", "xu_smoothed_r",
                                                   "xu_smoothed_r_se", "r_overall", "ceiling_fraction")}
     ceiling = np.full(len(mice), np.nan)
     complete = np.zeros(shape[:2], dtype=bool)
+    width = max((len(m["provenance"]["neural"].get(mouse, {}).get("neuron_r", [])) for m in metas.values()
+                 for mouse in mice), default=0)
+    neuron_r = np.full((*shape, width), np.nan)  # mice differ in neuron count: NaN beyond a mouse's own
+    neuron_ceiling = np.full((len(mice), width), np.nan)
+    recorded = np.zeros(len(mice), dtype=np.int64)
     for (arch, seed), meta in metas.items():
         i, j = archs.index(arch), seeds.index(seed)
         complete[i, j] = True
@@ -50,11 +56,22 @@ def neural_dataset(zoo: Zoo, params: dict[str, Any], metas: dict[tuple[str, int]
             for name, array in values.items():
                 array[i, j, k] = score.get(name, np.nan)  # scores older than SCORING_VERSION 4 lack some
             ceiling[k] = score["ceiling"]
+            per_neuron = np.asarray(score.get("neuron_r", []), dtype=np.float64)
+            neuron_r[i, j, k, :len(per_neuron)] = per_neuron
+            recorded[k] = len(per_neuron)
+            ceil = np.asarray(score.get("neuron_ceiling", []), dtype=np.float64)
+            neuron_ceiling[k, :len(ceil)] = ceil
     dims = ("arch", "seed", "mouse")
     ds = xr.Dataset(
         {name: (dims, array) for name, array in values.items()},
-        coords={"arch": np.array(archs, dtype=object), "seed": seeds, "mouse": np.array(mice, dtype=object)},
+        coords={"arch": np.array(archs, dtype=object), "seed": seeds, "mouse": np.array(mice, dtype=object),
+                "neuron": np.arange(width)},
     )
+    ds["neuron_r"] = ((*dims, "neuron"), neuron_r)
+    ds["neuron_ceiling"] = (("mouse", "neuron"), neuron_ceiling)
+    ds["recorded_neurons"] = ("mouse", recorded)  # the neuron dim's padding beyond a mouse's own is not a neuron
+    ds["neuron_r"].attrs["long_name"] = "each neuron's chunked test r (the error profile); NaN beyond a mouse's neurons"
+    ds["neuron_ceiling"].attrs["long_name"] = "each neuron's noise ceiling of the same score; NaN without ground truth"
     ds["neural_r"] = ds["r_neuron"].mean("mouse")
     ds["ceiling"] = ("mouse", ceiling)
     ds["complete"] = (("arch", "seed"), complete)

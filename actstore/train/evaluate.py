@@ -1,5 +1,6 @@
 """Neural prediction on the test split (design 6.1): each model's scores, computed once after training and
-kept in its checkpoint's provenance (train/neural.py assembles them into `analysis/neural.zarr`)."""
+kept in its checkpoint's provenance (the neural assay, assays/neural.py, assembles them into
+`analysis/neural.zarr`)."""
 from __future__ import annotations
 
 from typing import Any
@@ -85,14 +86,16 @@ def neural_scores(twin: DigitalTwin, sessions: dict[str, Session], context: int,
                   device: torch.device) -> dict[str, dict[str, float]]:
     """Per mouse: r_neuron (chunked per-neuron r, mean over neurons), its SE over neurons r_neuron_se and the
     neurons it averages n_neurons, xu_smoothed_r (and _se: the published pipeline's smoothed whole-test-set r),
-    r_overall, ceiling, ceiling_fraction, n_samples. `evaluation` is the catalog's evaluation section."""
+    r_overall, ceiling, ceiling_fraction, n_samples, and per neuron `neuron_r` and `neuron_ceiling` (lists, NaN
+    where undefined): the error profile. `evaluation` is the catalog's evaluation section."""
     chunk, bins = int(evaluation["chunk_samples"]), int(evaluation["smoothing_bins"])
     scores: dict[str, dict[str, float]] = {}
     for mouse, session in sessions.items():
         idx = test_targets(session, context, chunk, int(evaluation["max_samples"]))
         pred = predict(twin, session, mouse, idx, context, device)
         obs = session.counts[idx]
-        r_neuron, r_neuron_se, n_neurons = mean_and_se(chunked_neuron_r(pred, obs, chunk))
+        per_neuron = chunked_neuron_r(pred, obs, chunk)
+        r_neuron, r_neuron_se, n_neurons = mean_and_se(per_neuron)
         pieces = [len(run) for run in consecutive_runs(idx, len(idx) or 1)]
         smoothed, smoothed_se, _ = mean_and_se(smoothed_neuron_r(pred, obs, pieces, bins))
         ceil = noise_ceiling(session, idx, chunk)
@@ -107,5 +110,7 @@ def neural_scores(twin: DigitalTwin, sessions: dict[str, Session], context: int,
             "ceiling": ceiling,
             "ceiling_fraction": r_neuron / ceiling if np.isfinite(ceiling) and ceiling > 0 else float("nan"),
             "n_samples": int(len(idx)),
+            "neuron_r": [float(v) for v in per_neuron],
+            "neuron_ceiling": [float(v) for v in ceil] if ceil is not None else [float("nan")] * len(per_neuron),
         }
     return scores
