@@ -1,9 +1,10 @@
 """Ground truth as an assay: the tuning assay run on the synthetic mouse's own neurons -> analysis/ground_truth.zarr.
 
-The oracle of the reference session sees exactly the catalog's tuning_grid stimuli and is measured with the
-same `actstore.analysis.tuning.measure` (and settings) as the twins, beside each neuron's true parameters
-(`true_<param>`), so the report can show how well the assay recovers known preferred orientation, spatial
-frequency and cell type. Recordings without ground truth (real data) skip it.
+Each session's oracle sees exactly the catalog's tuning_grid stimuli and is measured with the same
+`actstore.analysis.tuning.measure` (and settings) as the twins, beside each neuron's true parameters
+(`true_<param>`), on dims (mouse, neuron) (`recorded_neurons` per mouse; beyond it, padding). The report shows
+how well the assay recovers known preferred orientation, spatial frequency and cell type; the fidelity assay
+compares the twins' predicted neurons with these. Recordings without ground truth (real data) skip it.
 """
 from __future__ import annotations
 
@@ -31,9 +32,10 @@ def oracle_responses(oracle, stimulus: xr.DataArray) -> xr.DataArray:
     return xr.DataArray(counts.astype(np.float64), dims=(*GRID_DIMS, "unit"), coords=coords)
 
 
-def truth_table(ds: xr.Dataset) -> pd.DataFrame:
-    """The true parameters stored beside the measured tuning, as a table with one row per neuron."""
-    return pd.DataFrame({name: ds[f"true_{name}"].values for name in TRUE_PARAMS})
+def session_truth(ds: xr.Dataset, mouse: str) -> tuple[xr.Dataset, pd.DataFrame]:
+    """One session's measured tuning (dim `unit`, its own neurons only) and its true parameters as a table."""
+    one = ds.sel(mouse=mouse).isel(neuron=slice(0, int(ds["recorded_neurons"].sel(mouse=mouse))))
+    return one.rename(neuron="unit"), pd.DataFrame({name: one[f"true_{name}"].values for name in TRUE_PARAMS})
 
 
 class GroundTruth(Assay):
@@ -46,7 +48,8 @@ class GroundTruth(Assay):
 
     @classmethod
     def from_catalog(cls, catalog: Catalog) -> GroundTruth:
-        return cls(session=catalog["data"]["reference_session"], tuning=dict(catalog["analysis"]["tuning"]))
+        return cls(sessions=list(catalog["data"]["sessions"]), reference=catalog["data"]["reference_session"],
+                   tuning=dict(catalog["analysis"]["tuning"]))
 
     def open(self, catalog: Catalog, root: str) -> Sources:
         from actstore.data import data_fingerprint
@@ -73,18 +76,27 @@ class GroundTruth(Assay):
         from actstore.stimuli import generate
 
         catalog, recipe = sources.extra["catalog"], sources.extra["recipe"]
-        oracle = Oracle.from_session(load_sessions(catalog, sources.root)[self.params["session"]])
+        sessions = load_sessions(catalog, sources.root)
         stimulus = generate(recipe, sources.zoo.run_seed)["stimulus"]
-        measured = measure(oracle_responses(oracle, stimulus),
-                           main_contrast=float(recipe.get("main_contrast", 1.0)), **self.params["tuning"]).compute()
-        truth = oracle.params
-        for name in TRUE_PARAMS:
-            values = truth[name].to_numpy()
-            measured[f"true_{name}"] = ("unit", values.astype(object) if values.dtype.kind in "OU" else values)
-        measured.attrs["session"] = self.params["session"]
-        passing = int(measured["qc_orientation"].sum())
-        return measured, [f"ground_truth: {oracle.n_neurons} true neurons of {self.params['session']}, "
-                          f"{passing} pass orientation QC"]
+        parts, counts = [], []
+        for mouse in self.params["sessions"]:
+            oracle = Oracle.from_session(sessions[mouse])
+            measured = measure(oracle_responses(oracle, stimulus), main_contrast=float(recipe.get("main_contrast", 1.0)),
+                               **self.params["tuning"]).compute()
+            for name in TRUE_PARAMS:
+                values = oracle.params[name].to_numpy()
+                measured[f"true_{name}"] = ("unit", values.astype(object) if values.dtype.kind in "OU" else values)
+            parts.append(measured.rename(unit="neuron").assign_coords(neuron=np.arange(oracle.n_neurons)))
+            counts.append(oracle.n_neurons)
+        fill = {k: False if v.dtype == bool else "" if v.dtype.kind in "OU" else np.nan
+                for k, v in parts[0].data_vars.items()}  # mice with fewer neurons: padding that stays its type
+        out = xr.concat(parts, dim="mouse", join="outer", fill_value=fill)
+        out = out.assign_coords(mouse=np.array(self.params["sessions"], dtype=object))
+        out["recorded_neurons"] = ("mouse", np.array(counts, dtype=np.int64))
+        out.attrs["reference_session"] = self.params["reference"]
+        passing = int(out["qc_orientation"].sum())
+        return out, [f"ground_truth: {sum(counts)} true neurons of {len(counts)} sessions, {passing} pass "
+                     f"orientation QC"]
 
     def report(self, found, sections, figures) -> None:
         from actstore.report import sections as rs

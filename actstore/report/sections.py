@@ -266,7 +266,7 @@ def table(found: dict, sections: list, figures: dict, spec: TableSpec) -> None:
 
 
 def ground_truth(found: dict, sections: list, figures: dict) -> None:
-    from actstore.assays.ground_truth import truth_table
+    from actstore.assays.ground_truth import session_truth
     from actstore.report import figures as fg
     from actstore.report.html import Section
 
@@ -280,6 +280,5 @@ def ground_truth(found: dict, sections: list, figures: dict) -> None:
         s.notes.append("Only the synthetic mouse has ground truth (catalog data.source: synthetic, prepared data; "
                        "`actstore analyze ground_truth`).")
     else:
-        ds = ds.compute()
-        figures[s.key] = fg.oracle_recovery(ds, truth_table(ds))
+        figures[s.key] = fg.oracle_recovery(*session_truth(ds.compute(), ds.attrs["reference_session"]))
     sections.append(s)

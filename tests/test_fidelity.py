@@ -1,0 +1,46 @@
+"""In-silico fidelity with known answers: the oracle compared with itself has no error; a twin whose every
+neuron prefers the next orientation of the grid is off by exactly one grid step; SF and cell type follow."""
+import numpy as np
+import pytest
+
+from actstore.analysis.fidelity import circular_difference, fidelity
+from actstore.analysis.tuning import measure
+
+
+@pytest.fixture(scope="module")
+def oracle(smoke_root, smoke_catalog):
+    """(the oracle's responses to the tuning grid, the measured tuning of its true neurons) for the reference mouse."""
+    from actstore.assays.ground_truth import oracle_responses
+    from actstore.data import Oracle, load_sessions
+    from actstore.stimuli import generate
+
+    cat = smoke_catalog
+    truth = Oracle.from_session(load_sessions(cat, smoke_root)[cat["data"]["reference_session"]])
+    responses = oracle_responses(truth, generate(cat.recipe("tuning_grid"), cat["run_seed"])["stimulus"])
+    return responses, measure(responses, **cat["analysis"]["tuning"]).compute(), cat["analysis"]["tuning"]
+
+
+def test_circular_difference_wraps_at_the_period():
+    import xarray as xr
+
+    a, b = xr.DataArray([1.0, 179.0, 45.0]), xr.DataArray([179.0, 1.0, 135.0])
+    np.testing.assert_allclose(circular_difference(a, b).values, [2.0, 2.0, 90.0])
+
+
+def test_the_oracle_itself_has_fidelity_errors_of_zero(oracle):
+    _, truth, _ = oracle
+    got = fidelity(truth, truth, dim="unit")
+    assert int(got["ori_error_median_n"]) >= 6
+    assert float(got["ori_error_median"]) == 0 and float(got["sf_error_median"]) == 0
+    assert float(got["simple_complex_agreement"]) == 1 and float(got["gosi_r"]) == pytest.approx(1.0)
+
+
+def test_a_twin_rotated_by_one_grid_step_is_off_by_that_step(oracle):
+    """Every neuron's responses moved to the next orientation of the grid (periodic): the preferred orientation
+    moves by one step (180 / 8 = 22.5 deg) and nothing else changes."""
+    responses, truth, settings = oracle
+    step = float(np.diff(responses["orientation"].values)[0])
+    rolled = responses.roll(orientation=1, roll_coords=False)
+    got = fidelity(measure(rolled, **settings).compute(), truth, dim="unit")
+    assert float(got["ori_error_median"]) == pytest.approx(step, abs=1.0)
+    assert float(got["sf_error_median"]) < 0.05 and float(got["simple_complex_agreement"]) == 1
