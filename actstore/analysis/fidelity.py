@@ -26,7 +26,8 @@ def circular_difference(a: xr.DataArray, b: xr.DataArray, period: float = 180.0)
 
 def per_neuron_errors(predicted: xr.Dataset, truth: xr.Dataset) -> xr.Dataset:
     """The four per-neuron comparisons of two tuning results over the same neurons (NaN where either side fails
-    the metric's QC); `predicted` may carry more dims (models) than `truth`."""
+    the metric's QC), and both sides' gOSI where both are responsive; `predicted` may carry more dims (models)
+    than `truth`."""
     def both(flag: str) -> xr.DataArray:
         return predicted[flag].astype(bool) & truth[flag].astype(bool)
 
@@ -34,7 +35,9 @@ def per_neuron_errors(predicted: xr.Dataset, truth: xr.Dataset) -> xr.Dataset:
     with np.errstate(divide="ignore", invalid="ignore"):
         sf_octaves = np.abs(np.log2(predicted["pref_sf"] / truth["pref_sf"]))
     agree = ((predicted["f1f0"] > 1) == (truth["f1f0"] > 1)).astype(np.float64)
+    responsive = predicted["responsive"].astype(bool) & truth["responsive"].astype(bool)
     return xr.Dataset({
+        "gosi_predicted": predicted["gosi"].where(responsive), "gosi_true": truth["gosi"].where(responsive),
         "ori_error": circular_difference(predicted["pref_ori"], truth["pref_ori"]).where(both("qc_orientation")),
         "sf_error": sf_octaves.where(both("qc_sf")),
         "simple_complex_agree": agree.where(both("qc_phase")),
@@ -52,15 +55,19 @@ def pearson_over(x: xr.DataArray, y: xr.DataArray, dim: str) -> xr.DataArray:
     return (num / den.where(den > 0)).where(ok.sum(dim) >= 3)
 
 
-def fidelity(predicted: xr.Dataset, truth: xr.Dataset, dim: str = "neuron") -> xr.Dataset:
-    """Per-neuron errors and their per-model summaries along `dim` (SUMMARIES, each with `<summary>_n`), and
-    `gosi_r` with `gosi_n`."""
-    errors = per_neuron_errors(predicted, truth)
-    out = errors.copy()
+def summaries(errors: xr.Dataset, dim: str) -> xr.Dataset:
+    """Per-model summaries of per-neuron errors along `dim`: SUMMARIES, each with `<summary>_n`, and `gosi_r`
+    (Pearson r of the two sides' gOSI) with `gosi_n`."""
+    out = {}
     for name, summary in SUMMARIES.items():
         out[summary] = errors[name].mean(dim) if name == "simple_complex_agree" else errors[name].median(dim)
         out[f"{summary}_n"] = errors[name].notnull().sum(dim)
-    responsive = predicted["responsive"].astype(bool) & truth["responsive"].astype(bool)
-    out["gosi_r"] = pearson_over(predicted["gosi"].where(responsive), truth["gosi"].where(responsive), dim)
-    out["gosi_n"] = responsive.sum(dim)
-    return out
+    out["gosi_r"] = pearson_over(errors["gosi_predicted"], errors["gosi_true"], dim)
+    out["gosi_n"] = (errors["gosi_predicted"].notnull() & errors["gosi_true"].notnull()).sum(dim)
+    return xr.Dataset(out)
+
+
+def fidelity(predicted: xr.Dataset, truth: xr.Dataset, dim: str = "neuron") -> xr.Dataset:
+    """Per-neuron errors (per_neuron_errors) and their per-model summaries along `dim` (summaries)."""
+    errors = per_neuron_errors(predicted, truth)
+    return xr.merge([errors, summaries(errors, dim)])
