@@ -7,18 +7,24 @@ target exists, Linux renameat2(RENAME_EXCHANGE) swaps the two in one step, and t
 Where that call is missing or refused (not Linux, glibc < 2.28, a filesystem without it), the fallback renames the
 old folder aside, then the new one in: between those two renames a reader finds no folder (it never finds half).
 
-Other fsspec roots (memory://, s3://, ...). There is no rename; one object write is taken as atomic. A folder
-counts as present only while its commit marker exists (`marker`: the root zarr.json of a Zarr store, index.html of
-the report; model.json of a checkpoint, written after model.pt), and readers check the marker. The folder is built
-at the temporary name, then copied into place object by object, the marker last. Replacing first deletes the old
-marker (readers see no folder from then on), then the old objects, then copies: never a mix. With `replace=False`
-(first publisher wins) the marker is written with pipe_file(mode="create") and a publisher that finds it taken
-drops its copy. Remaining races: (1) mode="create" is exclusive only where the filesystem makes it so: LocalFileSystem
-opens "xb" (O_EXCL); memory:// checks, then writes, inside one process; fsspec's generic fallback, used by any
-backend that does not override it, checks then writes. (2) A losing create-once publisher has copied the same
-(deterministic) objects before its marker fails; if the winner has meanwhile recorded a model's ledger entry, that
-copy resets it to the template's empty entry, which the ledger reports as "ledger entry missing" (the model is
-re-extracted, never trusted). (3) Two concurrent replacers of one folder can interleave their copies.
+Other fsspec roots (memory://, s3://, ...). There is no rename; one object write is taken as atomic (an S3 PUT is).
+A folder counts as present only while its commit marker exists (`marker`: the root zarr.json of a Zarr store,
+index.html of the report; model.json of a checkpoint, written after model.pt), and readers check the marker. The
+folder is built at the temporary name, then copied into place object by object (server-side copies on S3), the
+marker last. Replacing first deletes the old marker (readers see no folder from then on), then the old objects the
+new folder does not have, then copies the new ones over the rest: whenever the marker is there, every object under
+it is of the marker's version, never a mix; while a replace copies, the folder is absent (an object store has no
+atomic swap of many objects; local disks do). With `replace=False` (first publisher wins) the marker is written
+with pipe_file(mode="create") and a publisher that finds it taken drops its copy; it also looks for the marker
+before each object it copies, and stops as soon as a rival has committed. Remaining races: (1) mode="create" is
+exclusive only where the filesystem makes it so: LocalFileSystem opens "xb" (O_EXCL); s3fs sends If-None-Match: *
+(S3 and moto refuse the second PUT); memory:// checks, then writes, inside one process; fsspec's generic fallback,
+used by any backend that does not override it, checks then writes. (2) A losing create-once publisher may copy one
+object over the winner's after the winner committed. Rivals of one recipe build the same objects (metadata,
+coordinates, the stimulus: deterministic; per-model chunks and the ledger are never in a template, since empty
+chunks are not written), so that copy changes no byte; a rival with other contents (another recipe) could leave
+one foreign object, which the stimulus checksum or the ledger then reports. (3) Two concurrent replacers of one
+folder can interleave their copies.
 """
 from __future__ import annotations
 
@@ -117,17 +123,23 @@ def _exchange(a: str, b: str) -> bool:
 def _copy_in(fs: fsspec.AbstractFileSystem, tmp: str, final: str, marker: str, replace: bool) -> bool:
     """Copy the folder `tmp` to `final` object by object, the commit marker last (see the module docstring)."""
     committed = f"{final}/{marker}"
+    tmp, final = tmp.rstrip("/"), final.rstrip("/")
+    new = sorted(path[len(tmp) + 1:] for path in fs.find(tmp))
     if fs.exists(committed):
         if not replace:
             return False
         fs.rm_file(committed)  # from here on readers see no folder, never a mix of old and new
-    if replace and fs.exists(final):  # create-once overwrites what an unfinished publish left instead
-        fs.rm(final, recursive=True)
-    tmp = tmp.rstrip("/")
-    for path in fs.find(tmp):
-        rel = path[len(tmp) + 1:]
-        if rel != marker:
-            fs.cp_file(path, f"{final}/{rel}")
+    if replace:  # objects of the old folder (or of an unfinished publish) that the new one lacks go first
+        keep = set(new)
+        stale = [path for path in fs.find(final) if path[len(final) + 1:] not in keep]
+        if stale:
+            fs.rm(stale)
+    for rel in new:
+        if rel == marker:
+            continue
+        if not replace and fs.exists(committed):  # a rival committed meanwhile: theirs stays whole
+            return False
+        fs.cp_file(f"{tmp}/{rel}", f"{final}/{rel}")
     try:
         fs.pipe_file(committed, fs.cat_file(f"{tmp}/{marker}"), mode="overwrite" if replace else "create")
     except FileExistsError:

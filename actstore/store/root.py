@@ -8,6 +8,11 @@ import fsspec
 
 from actstore.errors import UserError
 
+# s3fs answers exists() and info() from its listings cache once it has listed a folder, and never sees what other
+# processes (rival publishers, writers of other models, Dask workers) put there since: object-store roots are shared,
+# so their listings are always asked afresh. fsspec applies this config to every S3FileSystem, zarr's included.
+fsspec.config.conf.setdefault("s3", {}).setdefault("use_listings_cache", False)
+
 
 def join(root: str, *parts: str) -> str:
     """root + '/' + parts, for paths and URLs alike."""

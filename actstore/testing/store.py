@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+from contextlib import contextmanager
+from typing import Iterator
 
 import numpy as np
 import pytest
@@ -213,3 +216,48 @@ class RootTests:
         assert layout.store("x") == f"{base}/x.zarr" and layout.analysis("x") == f"{base}/analysis/x.zarr"
         assert layout.model("alexnet", 3) == f"{base}/models/alexnet-s3" and layout.report == f"{base}/report"
         assert layout.summary_csv == f"{base}/analysis/summary.csv"
+
+
+# ---------------------------------------------------------------------- a local S3 endpoint for tests
+@contextmanager
+def local_s3(bucket: str = "actstore") -> Iterator[str]:
+    """Start moto's S3 server on 127.0.0.1 (a free port) for the block; yields its endpoint URL.
+
+    s3:// roots then reach it from this process and from every process started inside the block (subprocesses,
+    Dask workers): the dummy AWS credentials and AWS_ENDPOINT_URL go into the environment, which botocore reads,
+    and fsspec's config gives s3fs the endpoint as `client_kwargs={"endpoint_url": ...}`. `bucket` is created.
+    Everything is put back (environment, fsspec config, s3fs's cached filesystems) and the server stopped after.
+    """
+    import logging
+
+    import fsspec
+    import s3fs
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    env = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_SESSION_TOKEN": "testing",
+           "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL": endpoint}
+    saved_env = {k: os.environ.get(k) for k in env}
+    saved_conf = fsspec.config.conf.get("s3")
+    os.environ.update(env)
+    fsspec.config.conf["s3"] = {**(saved_conf or {}), "client_kwargs": {"endpoint_url": endpoint}}
+    s3fs.S3FileSystem.clear_instance_cache()
+    try:
+        fsspec.filesystem("s3").mkdir(bucket)
+        yield endpoint
+    finally:
+        s3fs.S3FileSystem.clear_instance_cache()
+        if saved_conf is None:
+            fsspec.config.conf.pop("s3", None)
+        else:
+            fsspec.config.conf["s3"] = saved_conf
+        for k, v in saved_env.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        server.stop()
