@@ -48,3 +48,150 @@ class TestS3Root(RootTests):
         keys = [o["Key"] for o in boto3.client("s3", endpoint_url=s3).list_objects_v2(
             Bucket=BUCKET, Prefix=prefix)["Contents"]]
         assert f"{prefix}/grid.zarr/zarr.json" in keys
+
+
+# ---------------------------------------------------------------------- atomic publishing, seen by a reader
+def objects(url: str) -> dict[str, bytes]:
+    """Every object under `url` by relative path, read through s3fs (what a reader could fetch now)."""
+    fs, path = fsspec.core.url_to_fs(url)
+    return {p[len(path) + 1:]: fs.cat_file(p) for p in fs.find(path)}
+
+
+class Watch:
+    """After every call that changes the S3 filesystem, look at one folder as a reader would and record the state.
+
+    `state(url)` names what a reader sees: a version's name, 'absent', or anything else for a broken view. The
+    checks run between the publisher's own object writes, so every state it passes through is seen, not sampled.
+    """
+
+    MUTATORS = ("pipe_file", "cp_file", "rm_file", "rm", "put_file", "mv", "copy", "touch")
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, url: str, state) -> None:
+        self.fs = fsspec.core.url_to_fs(url)[0]
+        self.url, self.state, self.seen = url, state, [state(url)]
+        for name in self.MUTATORS:
+            real = getattr(self.fs, name)
+
+            def wrapped(*args, _real=real, **kwargs):
+                out = _real(*args, **kwargs)
+                self.seen.append(self.state(self.url))
+                return out
+
+            monkeypatch.setattr(self.fs, name, wrapped)
+
+    def runs(self) -> list[str]:
+        """The states in order, repeats collapsed."""
+        return [s for i, s in enumerate(self.seen) if i == 0 or self.seen[i - 1] != s]
+
+
+def zarr_state(versions: dict[str, dict[str, bytes]]):
+    """A reader of a Zarr folder: 'absent' without its root zarr.json, else the version whose objects it holds
+    exactly (every object of that version, byte for byte, and nothing else), else 'mixed'."""
+    def state(url: str) -> str:
+        fs, path = fsspec.core.url_to_fs(url)
+        if not fs.exists(f"{path}/zarr.json"):
+            return "absent"
+        now = objects(url)
+        return next((name for name, objs in versions.items() if objs == now), "mixed")
+    return state
+
+
+def test_analysis_store_replaced_on_s3_is_never_seen_half_written(s3, monkeypatch, tmp_path):
+    """write_analysis replacing v1 by v2 (different variables, shapes, chunks): a reader sees v1 whole, then
+    nothing, then v2 whole, never a marker over objects of the other version or a partial set."""
+    import numpy as np
+    import xarray as xr
+
+    from actstore.store.analysis import open_analysis, write_analysis
+    from actstore.store.paths import Layout
+
+    v1 = xr.Dataset({"a": ("x", np.arange(40.0)), "shared": ("y", np.zeros(7))}).chunk({"x": 10})
+    v2 = xr.Dataset({"b": ("z", np.arange(30.0)), "shared": ("y", np.ones(7))}).chunk({"z": 5})
+    versions = {}
+    for name, ds in (("v1", v1), ("v2", v2)):  # each version's files, published alone on a local disk (renamed)
+        ref = str(tmp_path / name)
+        write_analysis(ds, ref, "neural", {"v": name})
+        versions[name] = objects(Layout(ref).analysis("neural"))
+    root = fresh_root("replace")
+    write_analysis(v1, root, "neural", {"v": "v1"})
+    watch = Watch(monkeypatch, Layout(root).analysis("neural"), zarr_state(versions))
+    write_analysis(v2, root, "neural", {"v": "v2"})
+    assert watch.runs() == ["v1", "absent", "v2"], watch.runs()
+    assert len(watch.seen) > 10  # every object copy was looked at
+    np.testing.assert_array_equal(open_analysis(root, "neural")["b"].values, np.arange(30.0))
+
+
+def test_activation_store_created_on_s3_appears_whole(s3, monkeypatch, tmp_path):
+    """ActivationStore.create (create-once): absent until its marker, then the whole template; a second create
+    (the first publisher wins) changes nothing a reader sees."""
+    from actstore.store.paths import Layout
+
+    suite = RootTests()
+    ref = str(tmp_path / "ref")  # the same store on a local disk (renamed into place, not copied)
+    suite.create(ref)
+    versions = {"store": objects(Layout(ref).store("grid"))}
+    root = fresh_root("create")
+    watch = Watch(monkeypatch, Layout(root).store("grid"), zarr_state(versions))
+    suite.create(root)
+    suite.create(root, "r2")
+    assert watch.runs() == ["absent", "store"], watch.runs()
+
+
+def test_report_replaced_on_s3_is_never_seen_half_written(s3, monkeypatch):
+    """The report folder (marker index.html): a reader sees one report's files whole, or none; a figure the new
+    report lacks is gone, one it shares is the new one's."""
+    from actstore.store.paths import REPORT_MARKER, Layout
+    from actstore.store.publish import publish_folder
+
+    def build_report(figures: dict[str, bytes]):
+        def build(tmp: str) -> None:
+            fs, path = fsspec.core.url_to_fs(tmp)
+            for name, data in figures.items():
+                fs.pipe_file(f"{path}/{name}", data)
+            fs.pipe_file(f"{path}/{REPORT_MARKER}", " ".join(sorted(figures)).encode())
+        return build
+
+    old = {"a.png": b"old a", "b.png": b"old b"}
+    new = {"b.png": b"new b", "c.png": b"new c", "d.png": b"new d"}
+    versions = {name: {**figs, REPORT_MARKER: " ".join(sorted(figs)).encode()}
+                for name, figs in (("old", old), ("new", new))}
+
+    def state(url: str) -> str:
+        fs, path = fsspec.core.url_to_fs(url)
+        if not fs.exists(f"{path}/{REPORT_MARKER}"):
+            return "absent"
+        now = objects(url)
+        return next((name for name, objs in versions.items() if objs == now), "mixed")
+
+    url = Layout(fresh_root("report")).report
+    assert publish_folder(url, build_report(old), REPORT_MARKER)
+    watch = Watch(monkeypatch, url, state)
+    assert publish_folder(url, build_report(new), REPORT_MARKER)
+    assert watch.runs() == ["old", "absent", "new"], watch.runs()
+    assert objects(url) == versions["new"]
+
+
+def test_checkpoint_replaced_on_s3_never_pairs_metadata_with_other_weights(s3, monkeypatch):
+    """save_checkpoint over an older checkpoint: whenever model.json is there, model.pt is the file it names."""
+    import hashlib
+    import json
+
+    from actstore.models import build_twin, load_checkpoint, save_checkpoint
+    from actstore.store.paths import META, WEIGHTS, Layout
+
+    folder = Layout(fresh_root("ckpt")).model("xu_cnn", 0)
+    first = save_checkpoint(build_twin("xu_cnn", encoder_dim=16, hidden_dim=32, seed=0), folder, {"n": 1})
+
+    def state(url: str) -> str:
+        fs, path = fsspec.core.url_to_fs(url)
+        if not fs.exists(f"{path}/{META}"):
+            return "absent"
+        meta = json.loads(fs.cat_file(f"{path}/{META}"))
+        weights = hashlib.sha256(fs.cat_file(f"{path}/{WEIGHTS}")).hexdigest()
+        return meta["provenance"]["n"] if weights == meta["sha256"] else "mismatch"
+
+    watch = Watch(monkeypatch, folder, state)
+    second = save_checkpoint(build_twin("xu_cnn", encoder_dim=16, hidden_dim=32, seed=1), folder, {"n": 2})
+    assert first != second
+    assert watch.runs() == [1, "absent", 2], watch.runs()
+    assert load_checkpoint(folder)[1]["sha256"] == second
