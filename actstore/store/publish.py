@@ -16,14 +16,14 @@ new folder does not have, then copies the new ones over the rest: whenever the m
 it is of the marker's version, never a mix; while a replace copies, the folder is absent (an object store has no
 atomic swap of many objects; local disks do). With `replace=False` (first publisher wins) the marker is written
 with pipe_file(mode="create") and a publisher that finds it taken drops its copy; it also looks for the marker
-before each object it copies, and stops as soon as a rival has committed. Remaining races: (1) mode="create" is
+before each batch of objects it copies (COPY_BATCH, copied concurrently on S3), and stops once a rival has committed. Remaining races: (1) mode="create" is
 exclusive only where the filesystem makes it so: LocalFileSystem opens "xb" (O_EXCL); s3fs sends If-None-Match: *
 (S3 and moto refuse the second PUT); memory:// checks, then writes, inside one process; fsspec's generic fallback,
 used by any backend that does not override it, checks then writes. (2) A losing create-once publisher may copy one
-object over the winner's after the winner committed. Rivals of one recipe build the same objects (metadata,
+batch of objects over the winner's after the winner committed. Rivals of one recipe build the same objects (metadata,
 coordinates, the stimulus: deterministic; per-model chunks and the ledger are never in a template, since empty
 chunks are not written), so that copy changes no byte; a rival with other contents (another recipe) could leave
-one foreign object, which the stimulus checksum or the ledger then reports. (3) Two concurrent replacers of one
+foreign objects, which the stimulus checksum or the ledger then reports. (3) Two concurrent replacers of one
 folder can interleave their copies.
 """
 from __future__ import annotations
@@ -41,6 +41,7 @@ from fsspec.implementations.local import LocalFileSystem
 from actstore.store.root import filesystem
 
 RENAME_EXCHANGE, AT_FDCWD = 2, -100
+COPY_BATCH = 32  # objects copied between two looks at a create-once folder's marker
 
 
 def _sibling(path: str) -> str:
@@ -134,12 +135,12 @@ def _copy_in(fs: fsspec.AbstractFileSystem, tmp: str, final: str, marker: str, r
         stale = [path for path in fs.find(final) if path[len(final) + 1:] not in keep]
         if stale:
             fs.rm(stale)
-    for rel in new:
-        if rel == marker:
-            continue
-        if not replace and fs.exists(committed):  # a rival committed meanwhile: theirs stays whole
+    todo = [rel for rel in new if rel != marker]
+    for first in range(0, len(todo), COPY_BATCH):  # each batch copied concurrently where the backend can (s3fs)
+        if first and not replace and fs.exists(committed):  # a rival committed meanwhile: theirs stays whole
             return False
-        fs.cp_file(f"{tmp}/{rel}", f"{final}/{rel}")
+        part = todo[first:first + COPY_BATCH]
+        fs.copy([f"{tmp}/{rel}" for rel in part], [f"{final}/{rel}" for rel in part])
     try:
         fs.pipe_file(committed, fs.cat_file(f"{tmp}/{marker}"), mode="overwrite" if replace else "create")
     except FileExistsError:

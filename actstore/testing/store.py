@@ -135,23 +135,28 @@ class RootTests:
         """A create-once publish loses to a rival that commits while it renames or copies (not only before)."""
         url = Layout(root).report
         fs = filesystem(url)[0]
-        copy = fs.cp_file
+        copiers = {name: getattr(fs, name) for name in ("cp_file", "copy")}  # one object, or a batch of them
 
         def rival(tmp: str) -> None:
             self.pipe(join(tmp, REPORT_MARKER), b"rival")
 
-        def copy_after_rival(*args: object, **kwargs: object) -> None:
-            monkeypatch.setattr(fs, "cp_file", copy)
-            assert publish_folder(url, rival, REPORT_MARKER, replace=False)
-            copy(*args, **kwargs)
+        def after_rival(name: str):
+            def copy(*args: object, **kwargs: object) -> None:
+                for each, real in copiers.items():
+                    monkeypatch.setattr(fs, each, real)
+                assert publish_folder(url, rival, REPORT_MARKER, replace=False)
+                copiers[name](*args, **kwargs)
+            return copy
 
         def build(tmp: str) -> None:
-            self.pipe(join(tmp, "mine.png"), b"png")
+            for k in range(40):  # more objects than one copy batch
+                self.pipe(join(tmp, f"mine{k}.png"), b"png")
             self.pipe(join(tmp, REPORT_MARKER), b"mine")
             if isinstance(fs, LocalFileSystem):  # renamed into place: the rival commits just before
                 assert publish_folder(url, rival, REPORT_MARKER, replace=False)
 
-        monkeypatch.setattr(fs, "cp_file", copy_after_rival)  # copied into place: the rival commits mid-copy
+        for name in copiers:  # copied into place: the rival commits mid-copy
+            monkeypatch.setattr(fs, name, after_rival(name))
         assert not publish_folder(url, build, REPORT_MARKER, replace=False)
         assert self.cat(join(url, REPORT_MARKER)) == b"rival"
         self.assert_no_temporaries(root)
