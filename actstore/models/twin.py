@@ -44,11 +44,15 @@ class DigitalTwin(nn.Module):
         enc = self.encode(clips)
         return {"encoder": enc, "gru": self.recur(enc)}
 
-    def forward(self, clips: torch.Tensor, mouse: str) -> torch.Tensor:
-        """(B, T, 1, H, W) -> non-negative rates (B, N_mouse)."""
+    def rates(self, state: torch.Tensor, mouse: str) -> torch.Tensor:
+        """(B, H) GRU states -> non-negative rates (B, N_mouse) of one mouse's neurons."""
         if mouse not in self.readouts:
             raise KeyError(f"unknown mouse {mouse!r}; valid: {', '.join(self.readouts)}")
-        return F.softplus(self.readouts[mouse](self.recur(self.encode(clips))))
+        return F.softplus(self.readouts[mouse](state))
+
+    def forward(self, clips: torch.Tensor, mouse: str) -> torch.Tensor:
+        """(B, T, 1, H, W) -> non-negative rates (B, N_mouse)."""
+        return self.rates(self.recur(self.encode(clips)), mouse)
 
 
 def build_twin(arch: str, frame_shape: tuple[int, int] = (60, 80), neurons: dict[str, int] | None = None,

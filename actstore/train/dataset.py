@@ -11,7 +11,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torch.nn import functional as F
 
 from actstore.data.session import Session
 from actstore.models.twin import DigitalTwin
@@ -104,4 +103,4 @@ def window_rates(twin: DigitalTwin, frames: torch.Tensor, mouse: str, context: i
     encoded = twin.encode(frames.unsqueeze(2))
     windows = encoded.unfold(1, context, 1).permute(0, 1, 3, 2)
     windows = windows.reshape(r * (f - context + 1), context, encoded.shape[-1])
-    return F.softplus(twin.readouts[mouse](twin.recur(windows)))
+    return twin.rates(twin.recur(windows), mouse)
