@@ -2,7 +2,8 @@
 
 Models already stored with the same checkpoint and recipe (and intact checksums) are
 skipped; the rest run in eval mode under inference_mode, batched, while a writer thread
-flushes chunk-aligned regions. A model is marked complete only after all of it is written.
+assembles and checksums each model and hands every chunk-aligned region it completes to
+chunk writers that compress and write it. A model is marked complete only after all of it is written.
 """
 from __future__ import annotations
 
@@ -86,7 +87,7 @@ def stored_spaces(store: ActivationStore) -> tuple[FeatureSpace, ...]:
     layers = store.attrs.get("layers", {})
     return (*(s for s in SPACES if s.name in store.spaces),
             *(LayerSpace(name, f"{name}_unit", "frame", modules=modules, reduce=layers["reduce"],
-                         widths=dict(zip(store.archs, (int(w) for w in store.group[f"{name}_width"][:]))))
+                         widths=dict(zip(store.archs, (int(w) for w in store.array(f"{name}_width")[:]))))
               for name, modules in layers.get("modules", {}).items()))
 
 
@@ -136,16 +137,24 @@ def open_or_create(catalog: Catalog, root: str, recipe: dict, stimuli_fn: Any, r
 
 
 class RegionWriter:
-    """A background thread that writes each model's chunks as soon as the forward passes cover them."""
+    """A background thread that writes each model's chunks as soon as the forward passes cover them.
 
-    def __init__(self, store: ActivationStore, depth: int = 4):
+    The thread copies each batch into its model's buffer (padding narrow layers with NaN) and updates the
+    checksums; every chunk the batches complete goes to a pool of `writers` threads that compress and write it
+    (zstd releases the GIL), so chunks are written side by side, and beside the next batches, rather than one
+    after another. A model's ledger entry and complete flag follow only once all its chunks are written.
+    """
+
+    def __init__(self, store: ActivationStore, depth: int = 4, writers: int = 4):
         self.store = store
         self.queue: queue.Queue = queue.Queue(maxsize=depth)
         self.error: BaseException | None = None
         self.buffers: dict[str, np.ndarray] = {}
         self.pending: dict[str, list] = {}
         self.hashes: dict[str, Any] = {}
+        self.writes: list[Future] = []  # the current model's chunk writes, in flight or done
         self.filled = 0  # stimuli received so far for the current model
+        self.pool = ThreadPoolExecutor(writers, thread_name_prefix="actstore-chunks")
         self.thread = threading.Thread(target=self._loop, name="actstore-writer", daemon=True)
         self.thread.start()
 
@@ -158,6 +167,7 @@ class RegionWriter:
         """Wait until everything queued is written; re-raise a write error."""
         self.queue.put(None)
         self.thread.join()
+        self.pool.shutdown(wait=True)
         if self.error is not None:
             raise self.error
 
@@ -173,9 +183,9 @@ class RegionWriter:
         n = int(np.prod(self.store.stim_shape))
         self.buffers = {}
         self.pending = {}
-        self.hashes, self.filled = {}, 0
+        self.hashes, self.filled, self.writes = {}, 0, []
         for space in self.store.spaces:
-            tail = self.store.group[space].shape[2 + len(self.store.stim_dims):]
+            tail = self.store.array(space).shape[2 + len(self.store.stim_dims):]
             self.buffers[space] = np.empty((n, *tail), dtype=np.float32)
             self.pending[space] = self.store.runs(space)
             self.hashes[space] = hashlib.sha256()
@@ -193,14 +203,23 @@ class RegionWriter:
             buf[first:stop, ..., values.shape[-1]:] = np.nan
             self.hashes[space].update(buf[first:stop])  # C-contiguous float32: the bytes sha256_of hashes
             runs = self.pending[space]
-            while runs and runs[0][1] <= stop:
+            while runs and runs[0][1] <= stop:  # each chunk is written once, whole, never touched again
                 lo, hi, region = runs.pop(0)
-                self.store.write(space, arch, seed, region, buf[lo:hi])
+                write = self.pool.submit(self.store.write, space, arch, seed, region, buf[lo:hi])
+                write.add_done_callback(self._failed)
+                self.writes.append(write)
+
+    def _failed(self, write: Future) -> None:
+        """A chunk write's error stops the writer at once (no later item is written, put raises it)."""
+        if write.exception() is not None and self.error is None:
+            self.error = write.exception()
 
     def _finish(self, arch: str, seed: int, checkpoint_sha256: str, device: str) -> None:
         left = [s for s, runs in self.pending.items() if runs]
         if left:
             raise RuntimeError(f"{arch}-s{seed}: unwritten chunks in {left}")
+        for write in self.writes:  # every chunk on disk (or its error raised) before the ledger
+            write.result()
         checksums = {space: h.hexdigest() for space, h in self.hashes.items()}
         entry = ledger_entry(checkpoint_sha256, self.store.attrs["recipe_hash"], device, checksums)
         self.store.finish(arch, seed, entry)

@@ -6,10 +6,16 @@ and feature space.
 
 Extraction includes what `actstore extract` does per model besides the forward passes: the forward hooks
 that capture the layer spaces (catalog spaces.layers, for the recipes in spaces.recipes) and their reduction,
-reading and checking the stimulus frames, the writer thread's region writes and checksums, the ledger entry.
-Targets: wall ratio <= 1.10 with layer spaces, <= 1.05 without, on CPU for every arch (minimum over repeats). The CPU ratio (process CPU time,
-all threads) shows the same overhead undisturbed by other load on a shared machine. Untrained
-checkpoints: timing does not depend on the weights.
+reading and checking the stimulus frames, the writer thread's buffer copies, NaN padding and checksums, the
+chunk writers' compression and region writes, the ledger entry. Both sides load the checkpoint.
+
+Targets, on CPU for every arch, minimum over repeats: wall ratio <= 1.10 with layer spaces (issue 12) and
+<= 1.05 (issue 15: compression and writes overlap the forward passes and never stall them; where the forward
+pass saturates the CPU, the writers compress at a level that keeps up). The CPU ratio (process CPU time, all
+threads) shows the same overhead undisturbed by other load on a shared machine. B/value is the bytes on disk
+per stored value of the model (NaN padding of narrower layers included; 4 uncompressed), the price of the
+compression level (store/zarrstore.py FEATURE_COMPRESSORS, printed in the header). Untrained checkpoints:
+timing does not depend on the weights.
 """
 from __future__ import annotations
 
@@ -32,6 +38,15 @@ def timed(fn) -> tuple[float, float]:
     wall, cpu = time.perf_counter(), time.process_time()
     fn()
     return time.perf_counter() - wall, time.process_time() - cpu
+
+
+def codecs(store) -> str:
+    """The compressors of the store's feature chunks, e.g. zstd(level=1, checksum=False)."""
+    parts = []
+    for codec in store.array("encoder").compressors:
+        spec = codec.to_dict()
+        parts.append(f"{spec['name']}({', '.join(f'{k}={v}' for k, v in spec.get('configuration', {}).items())})")
+    return " + ".join(parts) or "none"
 
 
 def bare_forward(folder: str, frames, batch_size: int, device: str) -> None:
@@ -67,7 +82,8 @@ def main() -> None:
         frames = store.frames(0)
         print(f"{args.recipe} ({args.profile}): {len(frames)} stimuli of {frames.shape[1]} frames, encoder_dim {sizes['encoder_dim']}, "
               f"hidden_dim {sizes['hidden_dim']}, batch {batch_size}, {device}, torch threads "
-              f"{torch.get_num_threads()}; store created in {time.perf_counter() - started:.1f} s")
+              f"{torch.get_num_threads()}; store created in {time.perf_counter() - started:.1f} s; feature chunks "
+              f"{codecs(store)}")
         print(f"{'arch':<16}{'bare s':>8}{'extract s':>11}{'wall ratio':>12}{'CPU ratio':>11}{'B/value':>9}"
               + "".join(f"{space + ' MB':>12}" for space in store.spaces))
         fs, path = filesystem(store.url)

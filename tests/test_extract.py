@@ -266,3 +266,76 @@ def test_a_changed_run_seed_is_refused_in_one_line_then_rebuilt(tmp_path):
     own = generate(moved.recipe("orientation_task"), draw_seed(7, 1))
     np.testing.assert_array_equal(ds["label"].sel(seed=1).values, own["label"].values)
     assert int(ds.attrs["run_seed"]) == 7 and bool(ds["complete"].all())
+
+
+def _slot_values(root: str, arch: str) -> dict[str, np.ndarray]:
+    from actstore.store.zarrstore import ActivationStore
+
+    store = ActivationStore(Layout(root).store("tuning_grid"))
+    return {space: store.read(space, arch, 0) for space in store.spaces}
+
+
+def test_slow_chunk_writes_never_stall_the_forward_passes(catalog, tmp_path, monkeypatch):
+    """Chunks are compressed and written beside the forward passes, not in their way: with every chunk write
+    slowed to 0.1 s, all batches are handed to the writer long before the writes are done (a writer that wrote
+    each chunk itself would block the batches behind its queue for most of that time), and the model's values,
+    checksums and ledger are those of an ordinary run."""
+    import actstore.extract as ex
+    from actstore.store.zarrstore import ActivationStore
+
+    reference = str(tmp_path / "reference")
+    save_zoo(catalog, reference)
+    extract(catalog, reference, "tuning_grid", archs=["xu_cnn"], device="cpu", batch_size=4)
+    root = str(tmp_path / "root")
+    save_zoo(catalog, root)
+    write, put = ActivationStore.write, ex.RegionWriter.put
+    writes, handed = [], {}
+
+    def slow_write(self, *args):
+        time.sleep(0.1)
+        writes.append(args[0])
+        return write(self, *args)
+
+    def timed_put(self, *item):
+        put(self, *item)
+        handed[item[0]] = time.perf_counter()
+
+    monkeypatch.setattr(ActivationStore, "write", slow_write)
+    monkeypatch.setattr(ex.RegionWriter, "put", timed_put)
+    started = time.perf_counter()
+    extract(catalog, root, "tuning_grid", archs=["xu_cnn"], device="cpu", batch_size=4)  # 16 batches
+    done = time.perf_counter()
+    slept = 0.1 * len(writes)
+    assert len(writes) >= 20, writes
+    assert handed["finish"] - started < 0.25 * slept, (handed["finish"] - started, slept)
+    assert done - started >= slept / 4  # four writers at a time: the writes themselves did take their time
+    assert verify(Layout(root).store("tuning_grid"))[("xu_cnn", 0)] == "ok"
+    want, got = _slot_values(reference, "xu_cnn"), _slot_values(root, "xu_cnn")
+    for space in want:
+        np.testing.assert_array_equal(got[space], want[space])
+
+
+def test_a_failed_chunk_write_is_raised_and_leaves_the_model_incomplete(catalog, tmp_path, monkeypatch):
+    """A chunk write fails in a writer thread: extraction raises that error, the model is not marked complete,
+    and the next run re-extracts it whole."""
+    from actstore.store.zarrstore import ActivationStore
+
+    root = str(tmp_path / "root")
+    save_zoo(catalog, root)
+    write, calls = ActivationStore.write, []
+
+    def failing(self, *args):
+        calls.append(args[0])
+        if len(calls) == 3:
+            raise OSError("No space left on device (test)")
+        return write(self, *args)
+
+    monkeypatch.setattr(ActivationStore, "write", failing)
+    with pytest.raises(OSError, match=r"No space left on device \(test\)"):
+        extract(catalog, root, "tuning_grid", archs=["xu_cnn"], device="cpu", batch_size=4)
+    store = Layout(root).store("tuning_grid")
+    assert verify(store)[("xu_cnn", 0)] == "not extracted"
+    monkeypatch.undo()
+    lines = extract(catalog, root, "tuning_grid", archs=["xu_cnn"], device="cpu", batch_size=4)
+    assert lines[0].startswith("tuning_grid: xu_cnn-s0 extracted")
+    assert verify(store)[("xu_cnn", 0)] == "ok"
