@@ -64,7 +64,7 @@ class Watch:
     checks run between the publisher's own object writes, so every state it passes through is seen, not sampled.
     """
 
-    MUTATORS = ("pipe_file", "cp_file", "rm_file", "rm", "put_file", "mv", "copy", "touch")
+    MUTATORS = ("pipe_file", "cp_file", "rm_file", "rm", "put_file", "put", "mv", "copy", "touch")
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch, url: str, state) -> None:
         self.fs = fsspec.core.url_to_fs(url)[0]
@@ -284,3 +284,36 @@ def test_sigkill_mid_extraction_on_s3_resumes_bit_identical(s3, kill_reference):
     assert any(" extracted: " in line for line in lines)
     assert verify(store) == {("xu_cnn", 0): "ok", ("alexnet", 0): "ok"}
     assert _chunks(store) == _chunks(reference)
+
+
+# ---------------------------------------------------------------------- the whole pipeline on S3
+def test_smoke_run_on_s3_matches_the_local_run_then_is_up_to_date(s3, smoke_catalog, smoke_root, capsys):
+    """`actstore run` on s3://: every step, the report, stores whose models are all verified; the same checkpoints
+    (sha256) and activation values as the local smoke root; a second run does nothing."""
+    import json
+
+    import numpy as np
+    import xarray as xr
+
+    from actstore.pipeline import run_all
+    from actstore.store.ledger import verify
+    from actstore.store.paths import META, REPORT_MARKER, Layout
+
+    root = fresh_root("smoke")
+    lines = run_all(smoke_catalog, root)
+    assert [ln[1:8].strip() for ln in lines] == ["data", "train", "extract", "analyze", "report"]
+    fs = fsspec.core.url_to_fs(root)[0]
+    local, remote = Layout(smoke_root), Layout(root)
+    assert fs.exists(f"{fsspec.core.url_to_fs(remote.report)[1]}/{REPORT_MARKER}")
+    for arch, seed in smoke_catalog.models:
+        meta = json.loads(fs.cat_file(fsspec.core.url_to_fs(f"{remote.model(arch, seed)}/{META}")[1]))
+        with open(f"{local.model(arch, seed)}/{META}") as f:
+            assert meta["sha256"] == json.load(f)["sha256"], f"{arch}-s{seed} trained otherwise on S3"
+    for name in smoke_catalog["stimuli"]:
+        assert set(verify(remote.store(name)).values()) == {"ok"}, name
+        there, here = xr.open_zarr(remote.store(name)), xr.open_zarr(local.store(name))
+        np.testing.assert_array_equal(there["encoder"].values, here["encoder"].values)
+    assert not [p for p in fs.find(fsspec.core.url_to_fs(root)[1]) if ".tmp" in p]
+    capsys.readouterr()
+    again = run_all(smoke_catalog, root)
+    assert all("] up to date (" in ln for ln in again), again

@@ -10,8 +10,9 @@ old folder aside, then the new one in: between those two renames a reader finds 
 Other fsspec roots (memory://, s3://, ...). There is no rename; one object write is taken as atomic (an S3 PUT is).
 A folder counts as present only while its commit marker exists (`marker`: the root zarr.json of a Zarr store,
 index.html of the report; model.json of a checkpoint, written after model.pt), and readers check the marker. The
-folder is built at the temporary name, then copied into place object by object (server-side copies on S3), the
-marker last. Replacing first deletes the old marker (readers see no folder from then on), then the old objects the
+folder is built beside the target, or, for a Zarr folder, in a local temporary folder (tempfile's; not while a
+distributed Dask client schedules, since its workers write chunks themselves), then uploaded (or copied server-side) into place object by
+object, in concurrent batches, the marker last. Replacing first deletes the old marker (readers see no folder from then on), then the old objects the
 new folder does not have, then copies the new ones over the rest: whenever the marker is there, every object under
 it is of the marker's version, never a mix; while a replace copies, the folder is absent (an object store has no
 atomic swap of many objects; local disks do). With `replace=False` (first publisher wins) the marker is written
@@ -32,12 +33,14 @@ import ctypes
 import errno
 import os
 import sys
+import tempfile
 import uuid
 from typing import Callable
 
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
+from actstore.store.paths import ZARR_MARKER
 from actstore.store.root import filesystem
 
 RENAME_EXCHANGE, AT_FDCWD = 2, -100
@@ -74,19 +77,33 @@ def publish_folder(url: str, build: Callable[[str], None], marker: str, replace:
     """Build a folder with `build(temporary_url)`, then put it in place at `url` (`marker`: the file readers key
     on). With `replace` off an existing folder is kept and the new one dropped; returns whether the new one won."""
     fs, final = filesystem(url)
-    tmp_url = _sibling(str(url))
-    tmp = filesystem(tmp_url)[1]
     parent = final.rstrip("/").rpartition("/")[0]
     if parent:
         fs.makedirs(parent, exist_ok=True)
+    if isinstance(fs, LocalFileSystem) or marker != ZARR_MARKER or not _stage_locally():
+        tmp_url = _sibling(str(url))
+        tmp_fs, tmp = fs, filesystem(tmp_url)[1]
+    else:  # built on this machine's disk, then uploaded: zarr's many small writes never go over the network twice
+        tmp_url = tmp = tempfile.mkdtemp(prefix=f".{final.rstrip('/').rpartition('/')[2]}.", suffix=".tmp")
+        tmp_fs = LocalFileSystem()
     try:
         build(tmp_url)
         if isinstance(fs, LocalFileSystem):  # a folder without its marker is not published: it is replaced
             return _move_local(tmp, final, replace or not os.path.exists(f"{final}/{marker}"))
-        return _copy_in(fs, tmp, final, marker, replace)
+        return _copy_in(fs, tmp_fs, tmp, final, marker, replace)
     finally:
-        if fs.exists(tmp):
-            fs.rm(tmp, recursive=True)
+        if tmp_fs.exists(tmp):
+            tmp_fs.rm(tmp, recursive=True)
+
+
+def _stage_locally() -> bool:
+    """Whether a Zarr folder for an object store may be built in a local temporary folder: not while a distributed
+    Dask client is the scheduler, whose workers (perhaps on other machines) write the chunks of a lazy result
+    themselves; they get a temporary folder beside the target instead. (Only Zarr folders: their builders write
+    through the URL they are handed; the report's writes with the root's filesystem, so it is built beside.)"""
+    from dask.base import get_scheduler
+
+    return type(getattr(get_scheduler(), "__self__", None)).__name__ != "Client"
 
 
 def _move_local(tmp: str, final: str, replace: bool) -> bool:
@@ -121,28 +138,43 @@ def _exchange(a: str, b: str) -> bool:
     raise OSError(err, os.strerror(err), b)
 
 
-def _copy_in(fs: fsspec.AbstractFileSystem, tmp: str, final: str, marker: str, replace: bool) -> bool:
-    """Copy the folder `tmp` to `final` object by object, the commit marker last (see the module docstring)."""
+def _copy_in(fs: fsspec.AbstractFileSystem, src_fs: fsspec.AbstractFileSystem, tmp: str, final: str, marker: str,
+             replace: bool) -> bool:
+    """Copy the folder `tmp` (on `src_fs`: this machine's disk, or `fs` itself) to `final` object by object, the
+    commit marker last (see the module docstring)."""
     committed = f"{final}/{marker}"
     tmp, final = tmp.rstrip("/"), final.rstrip("/")
-    new = sorted(path[len(tmp) + 1:] for path in fs.find(tmp))
+    new = sorted(path[len(tmp) + 1:] for path in src_fs.find(tmp))
     if fs.exists(committed):
         if not replace:
             return False
         fs.rm_file(committed)  # from here on readers see no folder, never a mix of old and new
     if replace:  # objects of the old folder (or of an unfinished publish) that the new one lacks go first
-        keep = set(new)
-        stale = [path for path in fs.find(final) if path[len(final) + 1:] not in keep]
-        if stale:
-            fs.rm(stale)
+        _remove_stale(fs, final, new)
+    copy = fs.copy if src_fs is fs else fs.put  # server-side copies, or uploads
     todo = [rel for rel in new if rel != marker]
-    for first in range(0, len(todo), COPY_BATCH):  # each batch copied concurrently where the backend can (s3fs)
+    for first in range(0, len(todo), COPY_BATCH):  # each batch concurrently where the backend can (s3fs)
         if first and not replace and fs.exists(committed):  # a rival committed meanwhile: theirs stays whole
             return False
         part = todo[first:first + COPY_BATCH]
-        fs.copy([f"{tmp}/{rel}" for rel in part], [f"{final}/{rel}" for rel in part])
+        copy([f"{tmp}/{rel}" for rel in part], [f"{final}/{rel}" for rel in part])
     try:
-        fs.pipe_file(committed, fs.cat_file(f"{tmp}/{marker}"), mode="overwrite" if replace else "create")
+        fs.pipe_file(committed, src_fs.cat_file(f"{tmp}/{marker}"), mode="overwrite" if replace else "create")
     except FileExistsError:
         return False
     return True
+
+
+def _remove_stale(fs: fsspec.AbstractFileSystem, final: str, new: list[str]) -> None:
+    """Remove what lies under `final` but is neither one of the `new` objects nor a folder above one of them (the
+    folders too: memory:// keeps empty ones, which a listing would show as members)."""
+    keep = {f"{final}/{rel}" for rel in new}
+    keep |= {f"{final}/{rel.rsplit('/', k)[0]}" for rel in new for k in range(1, rel.count("/") + 1)}
+    stale = [path for path in fs.find(final) if path not in keep]
+    if stale:
+        fs.rm(stale)
+    for path in sorted((p for p in fs.find(final, withdirs=True) if p not in keep), key=len, reverse=True):
+        try:
+            fs.rm(path, recursive=True)
+        except FileNotFoundError:
+            pass

@@ -135,7 +135,7 @@ class RootTests:
         """A create-once publish loses to a rival that commits while it renames or copies (not only before)."""
         url = Layout(root).report
         fs = filesystem(url)[0]
-        copiers = {name: getattr(fs, name) for name in ("cp_file", "copy")}  # one object, or a batch of them
+        copiers = {name: getattr(fs, name) for name in ("cp_file", "copy", "put_file", "put")}  # one or a batch
 
         def rival(tmp: str) -> None:
             self.pipe(join(tmp, REPORT_MARKER), b"rival")
