@@ -209,6 +209,7 @@ SCHEMA: dict[str, Any] = {
         "reduce": _str(REDUCE_RULES),
         "recipes": _list(_str(), min_len=0, unique=True),
         "layers": _mapping(_str(), _mapping(_str(ARCHS), _str(), min_len=1)),
+        "readout": _list(_str(), min_len=0, unique=True),
     },
     "train": TRAIN,
     "train_overrides": _mapping(_str(ARCHS), _train_override),

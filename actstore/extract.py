@@ -21,7 +21,8 @@ from tqdm import tqdm
 
 from actstore.catalog import Catalog, canonical_hash
 from actstore.errors import UserError
-from actstore.features import SPACES, FeatureSpace, LayerSpace, batched_features, layer_spaces, layers_identity, resolve_device
+from actstore.features import (SPACES, FeatureSpace, LayerSpace, ReadoutSpace, batched_features, layer_spaces,
+                               layers_identity, readout_identity, readout_spaces, resolve_device)
 from actstore.models.checkpoint import load_checkpoint, read_meta
 from actstore.store.ledger import ledger_entry, model_problem
 from actstore.store.paths import META, ZARR_MARKER, Layout
@@ -83,12 +84,28 @@ def generate_stimuli(catalog: Catalog, root: str, recipe: dict) -> xr.Dataset:
 
 
 def stored_spaces(store: ActivationStore) -> tuple[FeatureSpace, ...]:
-    """The feature spaces a store holds, layer spaces rebuilt from its attrs and per-arch width coords."""
-    layers = store.attrs.get("layers", {})
+    """The feature spaces a store holds, layer spaces rebuilt from its attrs and per-arch width coords, readout
+    spaces from its attrs and their widths."""
+    layers, readout = store.attrs.get("layers", {}), store.attrs.get("readout", {})
     return (*(s for s in SPACES if s.name in store.spaces),
             *(LayerSpace(name, f"{name}_unit", "frame", modules=modules, reduce=layers["reduce"],
                          widths=dict(zip(store.archs, (int(w) for w in store.array(f"{name}_width")[:]))))
-              for name, modules in layers.get("modules", {}).items()))
+              for name, modules in layers.get("modules", {}).items()),
+            *(ReadoutSpace(name, f"neuron_{mouse}", "frame", mouse=mouse, neurons=int(store.array(name).shape[-1]),
+                           context=int(readout["context"]))
+              for mouse, name in readout.get("spaces", {}).items()))
+
+
+def zoo_neurons(catalog: Catalog, root: str) -> dict[str, int]:
+    """Each session's neuron count, from the first trained zoo twin's checkpoint metadata ({} before any)."""
+    for arch, seed in catalog.models:
+        folder = Layout(root).model(arch, seed)
+        fs, path = filesystem(join(folder, META))
+        if arch not in catalog["byo"] and fs.exists(path):
+            neurons = read_meta(folder)["config"].get("neurons", {})
+            if all(m in neurons for m in catalog["data"]["sessions"]):
+                return {m: int(neurons[m]) for m in catalog["data"]["sessions"]}
+    return {}
 
 
 def open_or_create(catalog: Catalog, root: str, recipe: dict, stimuli_fn: Any, rebuild: bool) -> ActivationStore:
@@ -117,6 +134,9 @@ def open_or_create(catalog: Catalog, root: str, recipe: dict, stimuli_fn: Any, r
             else "",
             f"holds layer spaces {store.attrs.get('layers', {})}, the catalog's spaces section gives {layers}"
             if store.attrs.get("layers", {}) != layers else "",
+            f"holds readout spaces {store.attrs.get('readout', {})}, the catalog's spaces.readout gives {readout}"
+            if store.attrs.get("readout", {}) != (readout := readout_identity(catalog, name) if zoo_neurons(catalog, root)
+                                                  else {}) else "",
             *(f"drawn with {key} {store.attrs.get(key)!r}, the catalog now has {value!r}"
               for key, value in drawn.items() if store.attrs.get(key) != value),
         ]
@@ -129,8 +149,12 @@ def open_or_create(catalog: Catalog, root: str, recipe: dict, stimuli_fn: Any, r
     layers = layer_spaces(catalog, name, tuple(stimuli["stimulus"].shape[-2:]))
     if layers:
         attrs["layers"] = layers_identity(catalog, name)
+    neurons = zoo_neurons(catalog, root)
+    readouts = readout_spaces(catalog, name, neurons) if neurons else ()  # counts known from a trained twin
+    if readouts:
+        attrs["readout"] = readout_identity(catalog, name)
     n_frames, chunk_frames = stimuli.sizes.get("frame", 1), int(stimuli.attrs["chunk_frames"])
-    dims = {s.name: s.dims(n_frames, chunk_frames, config) for s in (*SPACES, *layers)}
+    dims = {s.name: s.dims(n_frames, chunk_frames, config) for s in (*SPACES, *layers, *readouts)}
     per_arch = {f"{s.name}_{key}": getattr(s, f"{key}s") for s in layers for key in ("width", "depth", "module")}
     target = int(catalog["extract"]["chunk_mb"] * 2**20)
     return ActivationStore.create(url, stimuli, catalog.models, dims, attrs, target, per_arch)

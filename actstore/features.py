@@ -5,7 +5,8 @@ Each batch is encoded once; every feature space is a thin reader of that shared 
 each chunk of `chunk_frames` frames and keeps the final state of each chunk, and each
 layer space (catalog `spaces.layers`) keeps one encoder module's output, captured by a
 forward hook during the same pass, for the last frame of each stimulus, its spatial map
-reduced to one value per channel by the catalog's `spaces.reduce` rule.
+reduced to one value per channel by the catalog's `spaces.reduce` rule, and each readout
+space (catalog `spaces.readout`) one mouse's predicted rates for the stimulus held still.
 """
 from __future__ import annotations
 
@@ -123,6 +124,48 @@ class LayerSpace(FeatureSpace):
         b, t = encoded.shape[:2]
         last = out.reshape(b, t, *out.shape[1:])[:, -1]
         return reduce_map(last, self.reduce).unsqueeze(1)
+
+
+@dataclass(frozen=True)
+class ReadoutSpace(FeatureSpace):
+    """One mouse's predicted rates: the twin's readout of the GRU state after each stimulus's last frame is held
+    for `context` frames (the steady response to a static stimulus), one unit per recorded neuron. A twin without
+    that mouse's readout (a brought twin) fills it with NaN."""
+
+    mouse: str = ""
+    neurons: int = 0
+    context: int = 5
+
+    def steps(self, n_frames: int, chunk_frames: int) -> int:
+        return 1
+
+    def width(self, config: dict) -> int:
+        return self.neurons
+
+    def compute(self, twin: DigitalTwin, encoded: torch.Tensor, captured: dict[str, torch.Tensor],
+                chunk_frames: int) -> torch.Tensor:
+        if self.mouse not in getattr(twin, "readouts", {}):
+            return encoded.new_zeros(encoded.shape[0], 1, 0)
+        held = encoded[:, -1:].expand(-1, self.context, -1)  # the last frame, encoded once, seen context times
+        return twin.rates(twin.recur(held), self.mouse).unsqueeze(1)
+
+
+def readout_spaces(catalog: Any, recipe_name: str, neurons: dict[str, int]) -> tuple[ReadoutSpace, ...]:
+    """The readout spaces of a recipe in spaces.readout: one per session of the catalog, `neurons` its count."""
+    if recipe_name not in catalog["spaces"]["readout"]:
+        return ()
+    context = int(catalog["data"]["context_frames"])
+    return tuple(ReadoutSpace(f"readout_{m}", f"neuron_{m}", "frame", mouse=m, neurons=int(neurons[m]), context=context)
+                 for m in catalog["data"]["sessions"])
+
+
+def readout_identity(catalog: Any, recipe_name: str) -> dict[str, Any]:
+    """What a store's readout spaces are (its attrs['readout']): the mice and their space names, and the frames a
+    stimulus is held; {} for a recipe without them. From the catalog alone."""
+    if recipe_name not in catalog["spaces"]["readout"]:
+        return {}
+    return {"spaces": {m: f"readout_{m}" for m in catalog["data"]["sessions"]},
+            "context": int(catalog["data"]["context_frames"])}
 
 
 def reduce_map(x: torch.Tensor, rule: str) -> torch.Tensor:

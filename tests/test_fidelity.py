@@ -44,3 +44,44 @@ def test_a_twin_rotated_by_one_grid_step_is_off_by_that_step(oracle):
     got = fidelity(measure(rolled, **settings).compute(), truth, dim="unit")
     assert float(got["ori_error_median"]) == pytest.approx(step, abs=1.0)
     assert float(got["sf_error_median"]) < 0.05 and float(got["simple_complex_agreement"]) == 1
+
+
+def test_the_assay_scores_a_twin_replaced_by_the_oracle_as_perfect(smoke_root, smoke_catalog, tmp_path):
+    """Through the registry on the smoke zoo: the readout spaces hold every neuron's prediction; with one twin's
+    readout overwritten by the true neurons' responses, that twin's fidelity errors are 0 and the other's not."""
+    import shutil
+
+    import xarray as xr
+    import zarr
+
+    from actstore import assays
+    from actstore.assays.ground_truth import oracle_responses
+    from actstore.data import Oracle, load_sessions
+    from actstore.stimuli import generate
+    from actstore.store.analysis import open_analysis
+
+    cat = smoke_catalog
+    first = open_analysis(smoke_root, "fidelity").load()
+    assert set(first["mouse"].values) == set(cat["data"]["sessions"])
+    assert (first["ori_error_median_n"] > 0).all()
+    for part in ("data", "models", "analysis", "tuning_grid.zarr"):
+        shutil.copytree(f"{smoke_root}/{part}", tmp_path / part)
+    store = xr.open_zarr(tmp_path / "tuning_grid.zarr")
+    group = zarr.open_group(str(tmp_path / "tuning_grid.zarr"), mode="r+")
+    sessions = load_sessions(cat, str(tmp_path))
+    stimulus = generate(cat.recipe("tuning_grid"), cat["run_seed"])["stimulus"]
+    arch = cat["zoo"]["archs"][0]
+    for mouse, space in store.attrs["readout"]["spaces"].items():
+        truth = oracle_responses(Oracle.from_session(sessions[mouse]), stimulus)
+        dims = store[space].dims[2:]
+        values = truth.rename(unit=dims[-1]).transpose(*dims).values.astype(np.float32)
+        group[space][list(store["arch"].values).index(arch), 0] = values
+    zarr.consolidate_metadata(str(tmp_path / "tuning_grid.zarr"))
+    shutil.rmtree(tmp_path / "analysis" / "fidelity.zarr")  # the ledger is unchanged: the result would be up to date
+    assert assays.run(cat, str(tmp_path), "fidelity")[-1].startswith("fidelity: wrote")
+    out = open_analysis(str(tmp_path), "fidelity").load()
+    oracle_twin = out.sel(arch=arch, seed=0)
+    assert float(oracle_twin["ori_error_median"]) < 0.5 and float(oracle_twin["sf_error_median"]) < 0.01
+    assert float(oracle_twin["simple_complex_agreement"]) == 1 and float(oracle_twin["gosi_r"]) > 0.999
+    other = out.sel(arch=cat["zoo"]["archs"][1], seed=0)
+    assert float(other["ori_error_median"]) > 1.0 or float(other["simple_complex_agreement"]) < 1

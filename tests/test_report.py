@@ -16,7 +16,7 @@ from actstore.report import build_report, report_content
 FIGURES = {"neural", "orientation", "contrast", "rdk", "tuning", "geometry", "scatter-prediction-probes",
            "scatter-prediction-tuning", "scatter-prediction-geometry", "scatter-geometry-probes",
            "scatter-tuning-probes", "ground-truth", "hierarchy", "sparseness", "scatter-prediction-sparseness",
-           "similarity"}
+           "similarity", "fidelity", "scatter-prediction-fidelity"}
 PROBE_SECTIONS = {"orientation", "contrast", "rdk"}
 
 
@@ -149,7 +149,7 @@ def test_figures_have_labelled_axes_and_show_the_analyses_numbers(smoke_catalog,
 
 def test_missing_inputs_become_notes_and_changed_inputs_rebuild(smoke_root, smoke_catalog, tmp_path):
     root = copy_parts(smoke_root, tmp_path, parts=("analysis",))
-    for name in ("probes", "summary", "ground_truth", "sparseness", "similarity"):
+    for name in ("probes", "summary", "ground_truth", "sparseness", "similarity", "fidelity"):
         shutil.rmtree(tmp_path / "analysis" / f"{name}.zarr")
     build_report(smoke_catalog, root)
     index = tmp_path / "report" / "index.html"

@@ -90,7 +90,7 @@ def test_pairs_cover_the_predefined_relationships():
     assert ("alpha_gru", "rdk_auc") in pairs and ("c50_median", "contrast_auc") in pairs
     assert ("neural_r", "gosi_median") in pairs
     assert ("neural_r", "lifetime_sparseness_median") in pairs  # an assay's own pairs join through the registry
-    assert len(pairs) == 3 + 4 + 1 + 3 + 12 + 2 and len(set(pairs)) == len(pairs)
+    assert len(pairs) == 3 + 4 + 1 + 3 + 12 + 2 + 3 and len(set(pairs)) == len(pairs)
 
 
 def _twins(x, y, fraction) -> xr.Dataset:
@@ -192,7 +192,7 @@ def test_stats_job_table_csv_and_staleness(tmp_path):
     root = str(tmp_path)
     catalog = _catalog()
     lines = assays.run(catalog, root, "stats")                       # nothing exists yet: all NaN, no exception
-    assert "missing: neural, tuning, probes, geometry, sparseness" in lines[0]
+    assert "missing: neural, tuning, fidelity, probes, geometry, sparseness" in lines[0]
     r = _grid([[0.1, 0.2], [0.3, 0.35], [0.5, 0.45], [0.7, 0.8]])
     write_analysis(xr.Dataset({"neural_r": r}), root, "neural", {"v": 1})
     write_analysis(xr.Dataset({"orientation_ood": 0.5 * r + 0.1, "contrast_auc": -r + 1}), root, "probes", {"v": 1})

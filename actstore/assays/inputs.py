@@ -67,3 +67,10 @@ def text_as_objects(ds: xr.Dataset) -> xr.Dataset:
     names = [k for k, v in ds.variables.items() if v.dtype.kind == "U"]
     return ds.assign_coords({k: ds[k].astype(object) for k in names if k in ds.coords}).assign(
         {k: ds[k].astype(object) for k in names if k not in ds.coords})
+
+
+def unit_spaces(ds: xr.Dataset) -> list[str]:
+    """The store's spaces of twin units with one value per unit and stimulus: every space but the GRU state and
+    the readout spaces (those hold predicted neurons: the fidelity assay's)."""
+    readout = set(ds.attrs.get("readout", {}).get("spaces", {}).values())
+    return [name for name in ds.attrs["spaces"] if name != "gru" and name not in readout]

@@ -18,6 +18,7 @@ import xarray as xr
 
 from actstore.analysis.tuning import GRID_DIMS
 from actstore.assays.base import Assay, Sources
+from actstore.assays.inputs import unit_spaces
 from actstore.store.ledger import complete_models
 
 STORE = "tuning_grid"
@@ -61,7 +62,7 @@ class Sparseness(Assay):
         models = complete_models(ds, zoo.models)
         pick = {"arch": xr.DataArray([a for a, _ in models], dims="model"),
                 "seed": xr.DataArray([s for _, s in models], dims="model")}
-        spaces = [name for name in ds.attrs["spaces"] if name != "gru"]
+        spaces = unit_spaces(ds)
         parts = []
         for space in spaces:
             var = ds[space].sel(**pick).rename({ds.attrs["spaces"][space][-1]: "unit"})

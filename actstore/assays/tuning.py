@@ -18,6 +18,7 @@ import xarray as xr
 from actstore.analysis.stats import TUNING_SUMMARIES, tuning_medians
 from actstore.analysis.tuning import FLAGS, measure, model_summaries
 from actstore.assays.base import Assay, Sources
+from actstore.assays.inputs import unit_spaces
 
 VERSION = "tuning/4"
 STORE = "tuning_grid"
@@ -53,11 +54,6 @@ class Tuning(Assay):
         rs.tuning(found, sections, figures)
 
 
-def static_spaces(ds: xr.Dataset) -> list[str]:
-    """The store's spaces with one value per unit and stimulus (every space but the GRU's state)."""
-    return [name for name in ds.attrs["spaces"] if name != "gru"]
-
-
 def measure_zoo(ds: xr.Dataset, settings: dict, main_contrast: float) -> xr.Dataset:
     """The assay of the complete models' units in every static space, on the store's (arch, seed, space) grid."""
     done = ds["complete"].values.astype(bool)
@@ -66,7 +62,7 @@ def measure_zoo(ds: xr.Dataset, settings: dict, main_contrast: float) -> xr.Data
     pick = {"arch": xr.DataArray([a for a, _ in models], dims="model"),
             "seed": xr.DataArray([s for _, s in models], dims="model")}
     results, widths, depths = [], [], []
-    for space in static_spaces(ds):
+    for space in unit_spaces(ds):
         unit_dim = ds.attrs["spaces"][space][-1]
         picked = ds[space].sel(**pick).rename({unit_dim: "unit"})
         picked = picked.drop_vars([c for c, v in picked.coords.items() if c not in picked.dims and "model" in v.dims
@@ -77,7 +73,7 @@ def measure_zoo(ds: xr.Dataset, settings: dict, main_contrast: float) -> xr.Data
         depth = ds.get(f"{space}_depth")
         depths.append(np.ones(len(archs)) if depth is None else depth.values)
     fill = {name: (False if name in FLAGS else np.nan) for name in results[0].data_vars}
-    result = xr.concat(results, dim=pd.Index(static_spaces(ds), name="space"), join="outer", fill_value=fill)
+    result = xr.concat(results, dim=pd.Index(unit_spaces(ds), name="space"), join="outer", fill_value=fill)
     result = result.set_index(model=["arch", "seed"]).unstack("model")
     result = result.reindex(arch=archs, seed=seeds, fill_value=fill).transpose("arch", "seed", "space", "unit", ...)
     result = result.merge(model_summaries(result))
