@@ -130,6 +130,18 @@ class Assay(ABC):
             out[c] = da.sel(space="encoder", drop=True) if "space" in da.dims else da
         return xr.Dataset(out)
 
+    def published(self, found: dict[str, xr.Dataset | None], section: Section,
+                  sections: list[Section]) -> xr.Dataset | None:
+        """This assay's result from `found`, loaded; None when it is not published, after appending `section` with
+        a note saying how to make it."""
+        ds = found.get(self.output)
+        if ds is None:
+            section.notes.append(f"analysis/{self.output}.zarr not found: run `actstore analyze {self.name}` to draw "
+                                 "this.")
+            sections.append(section)
+            return None
+        return ds.compute()
+
     def report(self, found: dict[str, xr.Dataset | None], sections: list[Section],
                figures: dict[str, Figure]) -> None:
         """Append this assay's report sections (and their figures by section key) from the published results by

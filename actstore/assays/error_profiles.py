@@ -109,14 +109,12 @@ class ErrorProfiles(Assay):
                     "clips (debiased CKA, left: encoder output, right: GRU state), y: the correlation of their "
                     "per-neuron test r over every recorded neuron (error profiles). Title: Mantel r and its "
                     "permutation p over the n pairs (model labels permuted; pairs are not independent).")
-        ds, sim = found[self.output], found["similarity"]
-        if ds is None or sim is None:
-            s.notes.append(f"analysis/{self.output}.zarr not found: run `actstore analyze {self.name}`.")
-            sections.append(s)
+        if (ds := self.published(found, s, sections)) is None:
             return
-        ds, compared = ds.compute(), [str(c) for c in ds["compared"].values]
-        if len(compared) < 3:
-            s.notes.append(f"Only {len(compared)} usable twin(s): no pair statistics (a Mantel test needs 3 or more).")
+        sim, compared = found["similarity"], [str(c) for c in ds["compared"].values]
+        if sim is None or len(compared) < 3:
+            s.notes.append(f"{len(compared)} usable twin(s) with similarities: no pair statistics (a Mantel test "
+                           "needs 3 or more).")
             sections.append(s)
             return
         spaces = [sp for sp in ("encoder", "gru") if sp in ds["space"].values]

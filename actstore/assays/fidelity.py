@@ -93,14 +93,10 @@ class Fidelity(Assay):
                     "same tuning assay as the true neurons and compared neuron by neuron (neurons passing the "
                     "metric's QC on both sides, pooled over mice): median preferred-orientation error (deg), median "
                     "preferred-SF error (octaves), and the fraction of neurons put on the same side of F1/F0 = 1 "
-                    "(simple vs complex). Bars: mean over seeds; dots: seeds; n (neurons) under each bar.")
-        ds = found[self.output]
-        if ds is None:
-            s.notes.append(f"analysis/{self.output}.zarr not found: run `actstore analyze {self.name}` (synthetic "
-                           "data only: it needs the true neurons).")
-            sections.append(s)
+                    "(simple vs complex). Bars: mean over seeds; dots: seeds; n (neurons) under each bar. Only the "
+                    "synthetic mouse has true neurons to compare with.")
+        if (ds := self.published(found, s, sections)) is None:
             return
-        ds = ds.compute()
         panels = (("ori_error_median", "orientation error (deg)"), ("sf_error_median", "SF error (octaves)"),
                   ("simple_complex_agreement", "simple/complex agreement"))
         archs = [str(a) for a in ds["arch"].values if np.isfinite(ds["ori_error_median"].sel(arch=a)).any()

@@ -86,13 +86,12 @@ class Similarity(Assay):
                     "between every pair of complete models over the reference clips, per space. Rows and "
                     "columns: models (arch-seed). Compare two architectures against the seed-to-seed values "
                     "of one (noise floor, in analysis/similarity.zarr: seed_floor_cka, seed_floor_rsa).")
-        ds = found[self.output]
-        if ds is None or ds.sizes.get("model", 0) < 2:
-            s.notes.append(f"analysis/{self.output}.zarr not found or with fewer than two models: run "
-                           f"`actstore analyze {self.name}` after extracting {STORE} for two or more models.")
+        if (ds := self.published(found, s, sections)) is None:
+            return
+        if ds.sizes["model"] < 2:
+            s.notes.append(f"Only {ds.sizes['model']} complete model in {STORE}.zarr: no pair to compare.")
             sections.append(s)
             return
-        ds = ds.compute()
         spaces = [str(v) for v in ds["space"].values]
         names = [str(v) for v in ds["model"].values]
         fig, axes = figure(2, len(spaces), width=max(2.6, 0.32 * len(names)), height=max(2.6, 0.32 * len(names)))

@@ -94,12 +94,9 @@ class Sparseness(Assay):
                     "Treves-Rolls as normalized by Vinje & Gallant (0: dense, 1: one response only), responses "
                     "relative to each unit's minimum. Box: quartiles over units (lifetime, seeds pooled) and over "
                     "gratings (population); n under each box.")
-        ds = found[self.output]
-        if ds is None:
-            s.notes.append(f"analysis/{self.output}.zarr not found: run `actstore analyze {self.name}` to draw this.")
-            sections.append(s)
+        if (ds := self.published(found, s, sections)) is None:
             return
-        enc = ds.sel(space="encoder").compute()
+        enc = ds.sel(space="encoder")
         archs = [str(a) for a in enc["arch"].values if np.isfinite(enc["lifetime_sparseness_median"].sel(arch=a)).any()]
         if not archs:
             s.notes.append("No model has a responsive encoder unit.")
