@@ -68,15 +68,27 @@ arch_option = click.option("--arch", "archs", multiple=True, type=click.Choice(A
 seed_option = click.option("--seed", "seeds", multiple=True, type=int, help="Limit to these seeds (repeatable).")
 device_option = click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default=None,
                              help="Compute device (default: the catalog's).")
+resources_option = click.option("--resources", metavar="NAME=N[,...]", default=None,
+                                help="With --scheduler local|tcp://: what each training task asks of a worker, "
+                                     "e.g. GPU=1 (never two twins on one GPU); local workers declare it too.")
+workers_option = click.option("--workers", type=click.IntRange(min=1), default=None,
+                              help="With --scheduler local: the number of worker processes.")
+
+
+def _distributed(env: Env) -> bool:
+    return env.scheduler == "local" or env.scheduler.startswith("tcp://")
 
 
 @cli.command()
+@resources_option
+@workers_option
 @pass_env
-def run(env: Env) -> None:
+def run(env: Env, resources: str | None, workers: int | None) -> None:
     """Everything stale, end to end (data, train, extract, analyze, report)."""
     from actstore.pipeline import run_all
+    from actstore.scheduling import parse_resources
 
-    run_all(env.catalog, env.root, env.scheduler)
+    run_all(env.catalog, env.root, env.scheduler, workers=workers, resources=parse_resources(resources))
 
 
 @cli.command()
@@ -93,12 +105,23 @@ def data(env: Env) -> None:
 @arch_option
 @seed_option
 @device_option
+@resources_option
+@workers_option
 @pass_env
-def train(env: Env, archs: tuple[str, ...], seeds: tuple[int, ...], device: str | None) -> None:
-    """Train the zoo's missing or stale twins (resuming killed runs), then score them into analysis/neural.zarr."""
+def train(env: Env, archs: tuple[str, ...], seeds: tuple[int, ...], device: str | None, resources: str | None,
+          workers: int | None) -> None:
+    """Train the zoo's missing or stale twins (resuming killed runs), then score them into analysis/neural.zarr.
+    With --scheduler local|tcp://HOST:PORT each twin is one task on the cluster, trained in parallel."""
+    from actstore.scheduling import dask_scheduler, parse_resources
     from actstore.train import train_zoo
 
-    train_zoo(env.catalog, env.root, list(archs) or None, list(seeds) or None, device, log=click.echo)
+    wanted = parse_resources(resources)
+    if not _distributed(env):
+        train_zoo(env.catalog, env.root, list(archs) or None, list(seeds) or None, device, log=click.echo)
+        return
+    with dask_scheduler(env.scheduler, env.root, workers, wanted) as client:
+        train_zoo(env.catalog, env.root, list(archs) or None, list(seeds) or None, device, progress=False,
+                  log=click.echo, client=client, resources=wanted)
 
 
 @cli.command()

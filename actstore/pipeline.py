@@ -13,7 +13,8 @@ import click
 from actstore.catalog import Catalog
 
 
-def _steps(catalog: Catalog, root: str) -> list[tuple[str, Callable[[], list[str]]]]:
+def _steps(catalog: Catalog, root: str, client: object = None,
+           resources: dict[str, float] | None = None) -> list[tuple[str, Callable[[], list[str]]]]:
     from actstore import assays
     from actstore.data import prepare_data
     from actstore.extract import extract
@@ -28,7 +29,7 @@ def _steps(catalog: Catalog, root: str) -> list[tuple[str, Callable[[], list[str
 
     return [
         ("data", lambda: prepare_data(catalog, root)),
-        ("train", lambda: train_zoo(catalog, root)),
+        ("train", lambda: train_zoo(catalog, root, client=client, resources=resources, progress=client is None)),
         ("extract", extract_all),
         ("analyze", lambda: assays.run(catalog, root, "all")),
         ("report", lambda: build_report(catalog, root)),
@@ -47,15 +48,17 @@ STEPS = ("data", "train", "extract", "analyze", "report")
 
 
 def run_all(catalog: Catalog, root: str, scheduler: str = "threads",
-            steps: tuple[str, ...] = STEPS) -> list[str]:
-    """Run the named steps in order (each only where stale); returns one summary line per step."""
+            steps: tuple[str, ...] = STEPS, workers: int | None = None,
+            resources: dict[str, float] | None = None) -> list[str]:
+    """Run the named steps in order (each only where stale); returns one summary line per step. On a distributed
+    scheduler (local, tcp://) training is one task per model, each asking for `resources` (e.g. {"GPU": 1})."""
     from actstore.scheduling import dask_scheduler
 
     out: list[str] = []
     walls: dict[str, float] = {}
     t_all = time.perf_counter()
-    with dask_scheduler(scheduler, root):
-        for name, step in _steps(catalog, root):
+    with dask_scheduler(scheduler, root, workers, resources) as client:
+        for name, step in _steps(catalog, root, client, resources):
             if name not in steps:
                 continue
             t0 = time.perf_counter()

@@ -99,6 +99,7 @@ def status_lines(catalog: Catalog, root: str) -> Iterator[str]:
         name = f"{arch}-s{seed}"
         yield (f"  model     {name:<18} {'present' if there else 'missing':<8} {human_bytes(_size(fs, folder))}"
                + (scores.get((arch, seed), "") if there else ""))
+    yield from job_lines(root, "train")
     for name in catalog["stimuli"]:
         path = filesystem(layout.store(name))[1]
         there = fs.exists(join(path, ZARR_MARKER))
@@ -116,3 +117,69 @@ def status_lines(catalog: Catalog, root: str) -> Iterator[str]:
         word = now if now in ("up to date", "stale", "missing") else "skipped"
         yield (f"  analysis  {assay.name:<18} {word:<10} {human_bytes(_size(fs, path)):>9}  {assay.summary}"
                + ("" if word != "skipped" else f" ({now})"))
+
+
+# ---------------------------------------------------------------------- distributed jobs
+def job_path(root: str, job: str) -> str:
+    """`<root>/jobs/<job>.json`: the progress of the latest distributed `job` (train), written by its driver."""
+    return join(root, "jobs", f"{job}.json")
+
+
+class JobProgress:
+    """The driver's record of a distributed job, one state per model: queued, running (on which worker), done,
+    failed (with its one-line error). Only the driver writes it, whole each time (publish_file: atomic), so `status`
+    on any machine that sees the root reads a consistent picture."""
+
+    def __init__(self, root: str, job: str, names: list[str], scheduler: str) -> None:
+        import time
+
+        self.url = job_path(root, job)
+        self.doc = {"job": job, "scheduler": scheduler, "started": time.time(), "updated": None, "finished": None,
+                    "models": {name: {"state": "queued"} for name in names}}
+        self.write()
+
+    def set(self, name: str, state: str, **extra: object) -> None:
+        entry = self.doc["models"][name]
+        if entry.get("state") != state or any(entry.get(k) != v for k, v in extra.items()):
+            entry.clear()
+            entry.update(state=state, **extra)
+            self.write()
+
+    def finish(self) -> None:
+        import time
+
+        self.doc["finished"] = time.time()
+        self.write()
+
+    def write(self) -> None:
+        import json
+        import time
+
+        from actstore.store.publish import publish_file
+
+        self.doc["updated"] = time.time()
+        publish_file(self.url, json.dumps(self.doc, indent=1, sort_keys=True).encode())
+
+
+def job_lines(root: str, job: str = "train") -> list[str]:
+    """The latest distributed job's progress: one line for the job, one per model that is not simply queued."""
+    import json
+    import time
+
+    fs, path = filesystem(job_path(root, job))
+    try:
+        doc = json.loads(fs.cat_file(path))
+    except FileNotFoundError:
+        return []
+    except (OSError, ValueError):
+        return [f"  job       {job:<18} unreadable progress file {job_path(root, job)}"]
+    models = doc.get("models", {})
+    counts = {s: sum(m.get("state") == s for m in models.values()) for s in ("done", "running", "failed", "queued")}
+    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(doc.get("started") or 0))
+    state = "finished" if doc.get("finished") else "running"
+    lines = [f"  job       {job:<18} {state:<8} since {when} on {doc.get('scheduler')}: "
+             + ", ".join(f"{n} {s}" for s, n in counts.items())]
+    for name, m in sorted(models.items()):
+        detail = {"running": f" on {m.get('worker')}", "failed": f": {m.get('error')}", "done": ""}.get(m["state"], "")
+        lines.append(f"    {name:<24} {m['state']}{detail}")
+    return lines

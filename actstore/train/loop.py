@@ -162,6 +162,7 @@ def train_model(spec: Spec, sessions: dict[str, Session], folder: str, device: t
     t0 = time.perf_counter()
     scores = neural_scores(twin, sessions, context, spec.evaluation, device)
     provenance = {**spec.key, "arch": spec.arch, "seed": spec.seed, "device": str(device),
+                  "torch_threads": torch.get_num_threads(),  # CPU results are bit-identical for the same count
                   "epochs": state["epoch"], "best_epoch": state["best_epoch"], "best_val_loss": state["best_loss"],
                   "resumed_from_epoch": resumed_from, "history": state["history"],
                   "wall_time_s": round(state["wall_s"] + time.perf_counter() - t0, 2),
