@@ -102,6 +102,10 @@ def test_sigkilled_worker_task_is_retried_and_resumes_to_the_same_weights(smoke_
         running = {key: w for w, keys in client.processing().items() for key in keys}
         worker = next(w for key, w in running.items() if "-xu_cnn-s0-" in key)
         assert not Path(victim, META).exists(), "xu_cnn finished before the kill"
+        while job(root)["models"]["xu_cnn-s0"]["state"] != "running":  # the driver refreshes it every second
+            assert time.monotonic() < deadline, job(root)
+            time.sleep(0.05)
+        assert f"    {'xu_cnn-s0':<24} running on {worker}" in job_lines(root)  # what `actstore status` shows
         os.kill(pids[worker], signal.SIGKILL)
         thread.join(300)
     assert "lines" in out, "train_zoo did not finish"
