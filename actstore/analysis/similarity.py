@@ -74,7 +74,7 @@ def rdm_vector(x: np.ndarray) -> np.ndarray:
     with np.errstate(invalid="ignore", divide="ignore"):
         z = z / norm
     i, j = np.triu_indices(len(x), k=1)
-    return 1.0 - np.einsum("pf,pf->p", z[i], z[j])
+    return 1.0 - (z @ z.T)[i, j]
 
 
 def spearman_matrix(vectors: np.ndarray) -> np.ndarray:
