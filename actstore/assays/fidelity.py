@@ -15,6 +15,7 @@ import xarray as xr
 from actstore.analysis.fidelity import fidelity, summaries
 from actstore.analysis.tuning import measure
 from actstore.assays.base import Assay, Sources
+from actstore.assays.inputs import model_units
 from actstore.assays.ground_truth import session_truth
 from actstore.catalog import Catalog
 from actstore.store.ledger import complete_models
@@ -52,15 +53,11 @@ class Fidelity(Assay):
     def compute(self, sources: Sources) -> tuple[xr.Dataset, list[str]]:
         ds, truth, zoo = sources.stores[STORE], sources.analyses["ground_truth"].load(), sources.zoo
         models = [m for m in complete_models(ds, zoo.models) if m[0] not in sources.extra.get("byo", ())]
-        pick = {"arch": xr.DataArray([a for a, _ in models], dims="model"),
-                "seed": xr.DataArray([s for _, s in models], dims="model")}
         main_contrast = float(ds.attrs.get("main_contrast", 1.0))
         per_mouse = []
         for mouse, space in ds.attrs["readout"]["spaces"].items():
             true_tuning, _ = session_truth(truth, mouse)
-            predicted = ds[space].sel(**pick).rename({ds.attrs["spaces"][space][-1]: "unit"})
-            predicted = predicted.drop_vars([c for c in predicted.coords if c not in predicted.dims
-                                             and c not in ("arch", "seed")])
+            predicted = model_units(ds, space, models)
             measured = measure(predicted.isel(unit=slice(0, true_tuning.sizes["unit"])).astype(np.float64),
                                main_contrast=main_contrast, **self.params["tuning"]).compute()
             per_mouse.append(fidelity(measured, true_tuning.drop_vars("unit", errors="ignore"), dim="unit")

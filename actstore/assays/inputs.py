@@ -32,6 +32,17 @@ def stack_models(var: xr.DataArray, models: list[tuple[str, int]]) -> xr.DataArr
     return pick.drop_vars(["arch", "seed"]).transpose("model", ...)
 
 
+def model_units(ds: xr.Dataset, space: str, models: list[tuple[str, int]]) -> xr.DataArray:
+    """One space of the given models, lazily, along a `model` dim (arch and seed kept as its coords, so results
+    unstack back to the grid) with its unit dim named `unit`; the store's per-arch coords (width, depth,
+    module) are dropped."""
+    pick = {"arch": xr.DataArray([a for a, _ in models], dims="model"),
+            "seed": xr.DataArray([s for _, s in models], dims="model")}
+    var = ds[space].sel(**pick).rename({ds.attrs["spaces"][space][-1]: "unit"})
+    return var.drop_vars([c for c, v in var.coords.items() if c not in var.dims and "model" in v.dims
+                          and c not in ("arch", "seed")])
+
+
 def seed_view(ds: xr.Dataset, seed: int) -> xr.Dataset:
     """The store as the models of one seed saw it: stimulus variables (those without an arch dim) at that seed's
     own draw, model variables with a seed dim of length 1."""

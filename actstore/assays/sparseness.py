@@ -18,7 +18,7 @@ import xarray as xr
 
 from actstore.analysis.tuning import GRID_DIMS
 from actstore.assays.base import Assay, Sources
-from actstore.assays.inputs import unit_spaces
+from actstore.assays.inputs import model_units, unit_spaces
 from actstore.store.ledger import complete_models
 
 STORE = "tuning_grid"
@@ -60,14 +60,10 @@ class Sparseness(Assay):
     def compute(self, sources: Sources) -> tuple[xr.Dataset, list[str]]:
         ds, zoo = sources.stores[STORE], sources.zoo
         models = complete_models(ds, zoo.models)
-        pick = {"arch": xr.DataArray([a for a, _ in models], dims="model"),
-                "seed": xr.DataArray([s for _, s in models], dims="model")}
         spaces = unit_spaces(ds)
         parts = []
         for space in spaces:
-            var = ds[space].sel(**pick).rename({ds.attrs["spaces"][space][-1]: "unit"})
-            var = var.drop_vars([c for c in var.coords if c not in (*GRID_DIMS, "unit", "arch", "seed")])
-            one = sparseness(var.astype(np.float64), self.params["responsive_ptp"]).compute()
+            one = sparseness(model_units(ds, space, models).astype(np.float64), self.params["responsive_ptp"]).compute()
             parts.append(xr.Dataset({
                 "lifetime_sparseness": one["lifetime_sparseness"],
                 "lifetime_sparseness_median": one["lifetime_sparseness"].median("unit"),

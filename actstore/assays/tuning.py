@@ -18,7 +18,7 @@ import xarray as xr
 from actstore.analysis.stats import TUNING_SUMMARIES, tuning_medians
 from actstore.analysis.tuning import FLAGS, measure, model_summaries
 from actstore.assays.base import Assay, Sources
-from actstore.assays.inputs import unit_spaces
+from actstore.assays.inputs import model_units, unit_spaces
 
 VERSION = "tuning/4"
 STORE = "tuning_grid"
@@ -59,14 +59,9 @@ def measure_zoo(ds: xr.Dataset, settings: dict, main_contrast: float) -> xr.Data
     done = ds["complete"].values.astype(bool)
     archs, seeds = [str(a) for a in ds["arch"].values], [int(s) for s in ds["seed"].values]
     models = [(archs[i], seeds[j]) for i, j in zip(*np.nonzero(done))]
-    pick = {"arch": xr.DataArray([a for a, _ in models], dims="model"),
-            "seed": xr.DataArray([s for _, s in models], dims="model")}
     results, widths, depths = [], [], []
     for space in unit_spaces(ds):
-        unit_dim = ds.attrs["spaces"][space][-1]
-        picked = ds[space].sel(**pick).rename({unit_dim: "unit"})
-        picked = picked.drop_vars([c for c, v in picked.coords.items() if c not in picked.dims and "model" in v.dims
-                                   and c not in ("arch", "seed")])  # the store's per-arch coords: kept as width, depth
+        picked = model_units(ds, space, models)  # the store's per-arch coords come back as width, depth
         results.append(measure(picked, main_contrast=main_contrast, **settings).compute())
         width = ds.get(f"{space}_width")
         widths.append(np.full(len(archs), picked.sizes["unit"]) if width is None else width.values)
