@@ -15,7 +15,7 @@ import xarray as xr
 from actstore.analysis.fidelity import fidelity, summaries
 from actstore.analysis.tuning import measure
 from actstore.assays.base import Assay, Sources
-from actstore.assays.inputs import model_units
+from actstore.assays.inputs import model_units, on_grid
 from actstore.assays.ground_truth import session_truth
 from actstore.catalog import Catalog
 from actstore.store.ledger import complete_models
@@ -69,9 +69,7 @@ class Fidelity(Assay):
         by_mouse = xr.concat([p.drop_vars(errors) for p in per_mouse], dim="mouse", join="outer").rename(
             {k: f"{k}_by_mouse" for k in per_mouse[0].data_vars if k not in errors})
         out = xr.merge([stacked, by_mouse, pooled]).assign_coords(mouse=np.array(mice, dtype=object))
-        out = out.set_index(model=["arch", "seed"]).unstack("model").reindex(arch=zoo.archs, seed=zoo.seeds)
-        out = out.transpose("arch", "seed", ...)
-        out["arch"] = out["arch"].astype(object)
+        out = on_grid(out, zoo.archs, zoo.seeds)
         summary = ", ".join(f"{a} {float(out['ori_error_median'].sel(arch=a).mean()):.1f} deg"
                             for a in out["arch"].values if np.isfinite(out["ori_error_median"].sel(arch=a)).any())
         return out, [f"fidelity: {len(models)} models x {len(mice)} mice; median orientation error: {summary}"]

@@ -43,6 +43,16 @@ def model_units(ds: xr.Dataset, space: str, models: list[tuple[str, int]]) -> xr
                           and c not in ("arch", "seed")])
 
 
+def on_grid(result: xr.Dataset, archs: list[str], seeds: list[int], fill: Any = None) -> xr.Dataset:
+    """A result along `model` (arch, seed coords, as model_units gives) back on the dense (arch, seed, ...) grid,
+    models without a result filled with `fill` (NaN by default, or per variable), arch as variable-length text."""
+    out = result.set_index(model=["arch", "seed"]).unstack("model")
+    out = out.reindex(arch=archs, seed=seeds, **({} if fill is None else {"fill_value": fill}))
+    out = out.transpose("arch", "seed", ...)
+    out["arch"] = out["arch"].astype(object)  # no unstable fixed-width Zarr v3 string dtype
+    return out
+
+
 def seed_view(ds: xr.Dataset, seed: int) -> xr.Dataset:
     """The store as the models of one seed saw it: stimulus variables (those without an arch dim) at that seed's
     own draw, model variables with a seed dim of length 1."""

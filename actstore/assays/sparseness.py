@@ -18,7 +18,7 @@ import xarray as xr
 
 from actstore.analysis.tuning import GRID_DIMS
 from actstore.assays.base import Assay, Sources
-from actstore.assays.inputs import model_units, unit_spaces
+from actstore.assays.inputs import model_units, on_grid, unit_spaces
 from actstore.store.ledger import complete_models
 
 STORE = "tuning_grid"
@@ -72,9 +72,7 @@ class Sparseness(Assay):
                 "population_sparseness_median": one["population_sparseness"].median("grating"),
                 "population_sparseness_n": one["population_sparseness"].notnull().sum("grating")}))
         result = xr.concat(parts, dim="space", join="outer").assign_coords(space=np.array(spaces, dtype=object))
-        result = result.set_index(model=["arch", "seed"]).unstack("model")
-        result = result.reindex(arch=zoo.archs, seed=zoo.seeds).transpose("arch", "seed", "space", ...)
-        result["arch"] = result["arch"].astype(object)
+        result = on_grid(result, zoo.archs, zoo.seeds).transpose("arch", "seed", "space", ...)
         enc = result.sel(space="encoder")
         return result, [f"sparseness: {len(models)} models x spaces {', '.join(spaces)}; encoder median lifetime "
                         f"{float(enc['lifetime_sparseness_median'].median()):.3f}, population "

@@ -18,7 +18,7 @@ import xarray as xr
 from actstore.analysis.stats import TUNING_SUMMARIES, tuning_medians
 from actstore.analysis.tuning import FLAGS, measure, model_summaries
 from actstore.assays.base import Assay, Sources
-from actstore.assays.inputs import model_units, unit_spaces
+from actstore.assays.inputs import model_units, on_grid, unit_spaces
 
 VERSION = "tuning/4"
 STORE = "tuning_grid"
@@ -69,12 +69,10 @@ def measure_zoo(ds: xr.Dataset, settings: dict, main_contrast: float) -> xr.Data
         depths.append(np.ones(len(archs)) if depth is None else depth.values)
     fill = {name: (False if name in FLAGS else np.nan) for name in results[0].data_vars}
     result = xr.concat(results, dim=pd.Index(unit_spaces(ds), name="space"), join="outer", fill_value=fill)
-    result = result.set_index(model=["arch", "seed"]).unstack("model")
-    result = result.reindex(arch=archs, seed=seeds, fill_value=fill).transpose("arch", "seed", "space", "unit", ...)
+    result = on_grid(result, archs, seeds, fill).transpose("arch", "seed", "space", "unit", ...)
     result = result.merge(model_summaries(result))
     result["complete"] = (("arch", "seed"), done)
     result["width"] = (("space", "arch"), np.asarray(widths, dtype=np.int64))
     result["depth"] = (("space", "arch"), np.asarray(depths, dtype=np.float64))
     result["space"] = result["space"].astype(object)
-    result["arch"] = result["arch"].astype(object)  # variable-length strings: no unstable Zarr v3 dtype
     return result
