@@ -86,7 +86,8 @@ def main() -> None:
         wall = time.perf_counter() - t0
         curve = " ".join(f"{h['val_r'] / ceiling:.2f}" for h in result["history"])
         test = {m: s["ceiling_fraction"] for m, s in result["neural"].items()}
-        print(f"{arch}: val fraction of ceiling per epoch ({per_epoch} samples each): {curve}", flush=True)
+        print(f"{arch}: val fraction of ceiling after the init (epoch 0), then per epoch of {per_epoch} samples: {curve}",
+              flush=True)
         rows.append((arch, result["epochs"], result["best_epoch"], result["epochs"] * per_epoch, wall,
                      np.mean(list(test.values())), test))
     print(f"\n{'arch':<16} {'epochs':>6} {'best':>5} {'samples':>8} {'wall s':>7} {'samples/s':>9} {'test frac':>9}"

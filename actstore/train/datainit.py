@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from actstore.models.twin import DigitalTwin
 
@@ -52,3 +53,41 @@ def data_dependent_init(twin: DigitalTwin, frames: torch.Tensor, mean_counts: di
         rate = torch.as_tensor(np.maximum(mean, 1e-3), dtype=torch.float32)
         twin.readouts[mouse].bias.copy_(torch.log(torch.expm1(rate)))
     twin.train(was_training)
+
+
+RIDGE_GRID = (1.0, 10.0, 100.0, 1000.0, 1e4)  # on standardized states; the one best on validation is kept
+NEWTON_STEPS = 20
+
+
+@torch.no_grad()
+def fit_readout(twin: DigitalTwin, mouse: str, states: torch.Tensor, counts: np.ndarray,
+                val_states: torch.Tensor, val_counts: np.ndarray) -> float:
+    """Set one mouse's readout to a ridge fit of counts on the twin's GRU states (linear probe, then fine-tune:
+    Kumar et al. 2022), linearized through the softplus at each neuron's mean rate, with the biases then moved so
+    that the mean rate over `states` is each neuron's mean count again (the softplus is convex). The ridge strength
+    is the one of RIDGE_GRID with the best mean per-neuron r on the validation samples, which is returned."""
+    from actstore.train.metrics import prediction_r
+
+    h = states.double().cpu()
+    mu, sd = h.mean(0), h.std(0) + EPS
+    z, zv = (h - mu) / sd, (val_states.double().cpu() - mu) / sd
+    y = torch.as_tensor(counts, dtype=torch.float64)
+    mean = y.mean(0)
+    gram, cross = z.T @ z, z.T @ (y - mean)
+    best, best_r = None, -np.inf
+    for strength in RIDGE_GRID:
+        beta = torch.linalg.solve(gram + strength * torch.eye(len(gram), dtype=gram.dtype), cross)
+        r = prediction_r((zv @ beta).numpy(), np.asarray(val_counts, dtype=np.float64))
+        score = float(np.nanmean(r)) if np.isfinite(r).any() else -np.inf
+        if score > best_r:
+            best, best_r = beta, score
+    bias = torch.log(torch.expm1(torch.clamp(mean, min=1e-3)))
+    weight = (best / sd[:, None]).T / torch.sigmoid(bias)[:, None]  # d softplus(b)/db = sigmoid(b)
+    drive = (h - mu) @ weight.T
+    for _ in range(NEWTON_STEPS):  # solve mean_t softplus(bias + drive) = mean count, per neuron
+        x = bias + drive
+        bias = bias - (F.softplus(x).mean(0) - mean.clamp(min=1e-3)) / torch.sigmoid(x).mean(0)
+    readout = twin.readouts[mouse]
+    readout.weight.copy_(weight.to(readout.weight))
+    readout.bias.copy_((bias - weight @ mu).to(readout.bias))
+    return best_r

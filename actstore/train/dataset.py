@@ -94,13 +94,14 @@ def make_batch(session: Session, mouse: str, starts: np.ndarray, run_length: int
                  torch.from_numpy(np.asarray(counts, dtype=np.float32)).to(device))
 
 
-def window_rates(twin: DigitalTwin, frames: torch.Tensor, mouse: str, context: int) -> torch.Tensor:
-    """Rates (R * L, N) for every `context`-frame window of runs (R, L + context - 1, H, W).
-
-    The same computation as twin(clips, mouse) on each window, with each frame encoded once.
-    """
+def window_states(twin: DigitalTwin, frames: torch.Tensor, context: int) -> torch.Tensor:
+    """GRU states (R * L, H) after every `context`-frame window of runs (R, L + context - 1, H, W), each frame encoded once."""
     r, f = frames.shape[:2]
     encoded = twin.encode(frames.unsqueeze(2))
     windows = encoded.unfold(1, context, 1).permute(0, 1, 3, 2)
-    windows = windows.reshape(r * (f - context + 1), context, encoded.shape[-1])
-    return twin.rates(twin.recur(windows), mouse)
+    return twin.recur(windows.reshape(r * (f - context + 1), context, encoded.shape[-1]))
+
+
+def window_rates(twin: DigitalTwin, frames: torch.Tensor, mouse: str, context: int) -> torch.Tensor:
+    """Rates (R * L, N) for every `context`-frame window of runs: the same as twin(clips, mouse) on each window."""
+    return twin.rates(window_states(twin, frames, context), mouse)

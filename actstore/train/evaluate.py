@@ -11,26 +11,31 @@ import torch
 from actstore.errors import UserError
 from actstore.data.session import Session
 from actstore.models.twin import DigitalTwin
-from actstore.train.dataset import consecutive_runs, select_chunks, whole_chunks, window_rates
+from actstore.train.dataset import consecutive_runs, select_chunks, whole_chunks, window_states
 from actstore.train.metrics import chunked_neuron_r, overall_r, prediction_r, smoothed_neuron_r
 
 EVAL_RUN = 256  # targets per encoder call when predicting
 
 
 @torch.no_grad()
-def predict(twin: DigitalTwin, session: Session, mouse: str, targets: np.ndarray, context: int,
-            device: torch.device) -> np.ndarray:
-    """Predicted rates (len(targets), N) for sorted bin indices, in eval mode, each frame encoded once."""
+def states(twin: DigitalTwin, session: Session, targets: np.ndarray, context: int, device: torch.device) -> torch.Tensor:
+    """GRU states (len(targets), H) for sorted bin indices, in eval mode, each frame encoded once."""
     was_training = twin.training
     twin.eval()
     out = []
     for run in consecutive_runs(targets, EVAL_RUN):
         frames = session.frames[run[0] - context: run[-1]]
         clip = torch.from_numpy(np.ascontiguousarray(frames)).to(device).unsqueeze(0)
-        out.append(window_rates(twin, clip, mouse, context).cpu().numpy())
+        out.append(window_states(twin, clip, context))
     twin.train(was_training)
-    n = session.n_neurons
-    return np.concatenate(out).astype(np.float64) if out else np.zeros((0, n))
+    return torch.cat(out) if out else torch.zeros((0, twin.gru.hidden_size), device=device)
+
+
+@torch.no_grad()
+def predict(twin: DigitalTwin, session: Session, mouse: str, targets: np.ndarray, context: int,
+            device: torch.device) -> np.ndarray:
+    """Predicted rates (len(targets), N) for sorted bin indices, in eval mode, each frame encoded once."""
+    return twin.rates(states(twin, session, targets, context, device), mouse).cpu().numpy().astype(np.float64)
 
 
 def nan_mean(x: np.ndarray) -> float:

@@ -26,9 +26,9 @@ from actstore.models.twin import DigitalTwin, build_twin
 from actstore.store.paths import RESUME
 from actstore.store.publish import publish_file
 from actstore.store.root import filesystem, join
-from actstore.train.datainit import data_dependent_init
+from actstore.train.datainit import data_dependent_init, fit_readout
 from actstore.train.dataset import Batch, epoch_batches, make_batch, select_chunks, window_rates
-from actstore.train.evaluate import neural_scores, test_targets, validation_scores
+from actstore.train.evaluate import neural_scores, states, test_targets, validation_scores
 from actstore.train.zoo import Spec, model_status
 
 INIT_STREAM = 2**31 - 1  # the init's random draws use a stream no epoch number reaches
@@ -68,18 +68,26 @@ def _load_resume(folder: str, key: dict[str, str]) -> dict[str, Any] | None:
     return state if state.get("key") == key else None
 
 
-def _init_from_data(twin: DigitalTwin, sessions: dict[str, Session], n_frames: int, seed: int, context: int,
-                    device: torch.device) -> None:
-    """Data-dependent init from `n_frames` optimize-split frames drawn evenly over mice (a pure function of seed)."""
+def _init_from_data(twin: DigitalTwin, sessions: dict[str, Session], cfg: dict[str, Any], seed: int, context: int,
+                    chunk: int, val_targets: dict[str, np.ndarray], device: torch.device) -> None:
+    """Data-dependent init: the encoder from `init_frames` optimize-split frames drawn evenly over mice (a pure
+    function of seed), then each readout fitted to `init_readout_samples` optimize samples (whole chunks, evenly
+    spread) when that is set."""
     rng = np.random.default_rng([seed, INIT_STREAM])
     picks, means = [], {}
     for mouse, session in sessions.items():
         targets = session.targets("optimize", context)
-        idx = rng.choice(targets, size=min(len(targets), -(-n_frames // len(sessions))), replace=False)
+        idx = rng.choice(targets, size=min(len(targets), -(-cfg["init_frames"] // len(sessions))), replace=False)
         picks.append(session.frames[np.sort(idx)])
         means[mouse] = session.counts[targets].mean(axis=0)
     frames = torch.from_numpy(np.concatenate(picks)).unsqueeze(1).to(device)
     data_dependent_init(twin, frames, means)
+    if not cfg["init_readout_samples"]:
+        return
+    for mouse, session in sessions.items():
+        fit = select_chunks(session.targets("optimize", context), chunk, cfg["init_readout_samples"])
+        fit_readout(twin, mouse, states(twin, session, fit, context, device), session.counts[fit],
+                    states(twin, session, val_targets[mouse], context, device), session.counts[val_targets[mouse]])
 
 
 def train_step(twin: DigitalTwin, batch: Batch, opt: torch.optim.Optimizer, cfg: dict[str, Any], context: int) -> float:
@@ -114,14 +122,20 @@ def train_model(spec: Spec, sessions: dict[str, Session], folder: str, device: t
     val_targets = {m: select_chunks(s.targets("validate", context), chunk, cfg["max_val_samples"])
                    for m, s in sessions.items()}
     state = _load_resume(folder, spec.key)
+    t_init = time.perf_counter()
     if state is None and cfg["init_frames"]:
-        _init_from_data(twin, sessions, cfg["init_frames"], spec.seed, context, device)
+        _init_from_data(twin, sessions, cfg, spec.seed, context, chunk, val_targets, device)
     state = state or {
         "key": spec.key, "epoch": 0, "best_loss": float("inf"), "best_epoch": 0, "bad_epochs": 0,
         "best_weights": None, "history": [], "wall_s": 0.0, "done": False,
     }
     resumed_from = state["epoch"]
-    if resumed_from:
+    if not state["history"]:  # the initialized twin is epoch 0: training keeps it unless validation improves on it
+        val_loss, val_r = validation_scores(twin, sessions, val_targets, context, device)
+        state.update(best_loss=val_loss, best_weights=_cpu_state(twin), wall_s=time.perf_counter() - t_init,
+                     history=[{"epoch": 0, "train_loss": None, "val_loss": val_loss, "val_r": val_r,
+                               "lr": [g["lr"] for g in opt.param_groups]}])
+    elif resumed_from:
         twin.load_state_dict(state["weights"])
         opt.load_state_dict(state["optimizer"])
         plateau.load_state_dict(state["plateau"])
