@@ -331,3 +331,16 @@ def test_fit_readout_recovers_a_known_linear_readout():
     r = [np.corrcoef(pred[:, i], true_rates(h_new)[:, i])[0, 1] for i in range(20)]
     assert np.min(r) > 0.9, r
     np.testing.assert_allclose(pred.mean(0), true_rates(h_new).mean(0), rtol=0.25)
+
+
+def test_the_initialized_twin_is_the_checkpoint_unless_an_epoch_beats_it(sessions, tmp_path):
+    """With every learning rate 0 no epoch can improve on the init: the checkpoint is epoch 0's ridge-fitted twin."""
+    zero = {g: {"lr": 0.0, "weight_decay": 0.0} for g in ("encoder", "gru", "readout")}
+    spec = smoke_spec(max_epochs=2, init_readout_samples=200, optimizer=zero)
+    result = loop.train_model(spec, sessions, str(tmp_path / "m"), torch.device("cpu"), progress=False)
+    assert result["best_epoch"] == 0 and [h["epoch"] for h in result["history"]] == [0, 1, 2]
+    assert result["history"][0]["val_loss"] == result["best_val_loss"]
+    spec = smoke_spec(max_epochs=1, init_readout_samples=0, optimizer=zero)
+    unfitted = loop.train_model(spec, sessions, str(tmp_path / "b"), torch.device("cpu"), progress=False)
+    assert result["history"][0]["val_r"] > unfitted["history"][0]["val_r"] + 0.02, (result["history"][0],
+                                                                                 unfitted["history"][0])

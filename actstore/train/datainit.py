@@ -55,39 +55,46 @@ def data_dependent_init(twin: DigitalTwin, frames: torch.Tensor, mean_counts: di
     twin.train(was_training)
 
 
-RIDGE_GRID = (1.0, 10.0, 100.0, 1000.0, 1e4)  # on standardized states; the one best on validation is kept
+RIDGE_GRID = (1.0, 10.0, 100.0, 1000.0, 1e4, float("inf"))  # on standardized states; inf = biases only
 NEWTON_STEPS = 20
+
+
+def _softplus_readout(beta: torch.Tensor, mu: torch.Tensor, sd: torch.Tensor, states: torch.Tensor,
+                      mean: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(weight, bias) of softplus(bias + weight h) from ridge coefficients `beta` of counts on standardized states:
+    linearized at each neuron's mean count, then biases moved so the mean rate over `states` is that count again."""
+    target = mean.clamp(min=1e-3)
+    bias = torch.log(torch.expm1(target))
+    weight = (beta / sd[:, None]).T / torch.sigmoid(bias)[:, None]  # d softplus(b)/db = sigmoid(b)
+    drive = (states - mu) @ weight.T
+    for _ in range(NEWTON_STEPS):  # solve mean_t softplus(bias + drive) = mean count, per neuron (softplus is convex)
+        x = bias + drive
+        bias = bias - (F.softplus(x).mean(0) - target) / torch.sigmoid(x).mean(0)
+    return weight, bias - weight @ mu
 
 
 @torch.no_grad()
 def fit_readout(twin: DigitalTwin, mouse: str, states: torch.Tensor, counts: np.ndarray,
                 val_states: torch.Tensor, val_counts: np.ndarray) -> float:
-    """Set one mouse's readout to a ridge fit of counts on the twin's GRU states (linear probe, then fine-tune:
-    Kumar et al. 2022), linearized through the softplus at each neuron's mean rate, with the biases then moved so
-    that the mean rate over `states` is each neuron's mean count again (the softplus is convex). The ridge strength
-    is the one of RIDGE_GRID with the best mean per-neuron r on the validation samples, which is returned."""
-    from actstore.train.metrics import prediction_r
-
-    h = states.double().cpu()
+    """Set one mouse's readout to a ridge fit of counts on the twin's GRU states (a linear probe before fine-tuning,
+    Kumar et al. 2022), made a softplus readout by `_softplus_readout`. The ridge strength is the one of RIDGE_GRID
+    whose readout has the lowest Poisson loss on the validation samples (biases alone are a candidate, so the fit
+    never does worse there than the bias-only init); returns that loss."""
+    h, hv = states.double().cpu(), val_states.double().cpu()
     mu, sd = h.mean(0), h.std(0) + EPS
-    z, zv = (h - mu) / sd, (val_states.double().cpu() - mu) / sd
-    y = torch.as_tensor(counts, dtype=torch.float64)
+    z = (h - mu) / sd
+    y, yv = torch.as_tensor(counts, dtype=torch.float64), torch.as_tensor(val_counts, dtype=torch.float64)
     mean = y.mean(0)
     gram, cross = z.T @ z, z.T @ (y - mean)
-    best, best_r = None, -np.inf
+    best, best_loss = None, np.inf
     for strength in RIDGE_GRID:
-        beta = torch.linalg.solve(gram + strength * torch.eye(len(gram), dtype=gram.dtype), cross)
-        r = prediction_r((zv @ beta).numpy(), np.asarray(val_counts, dtype=np.float64))
-        score = float(np.nanmean(r)) if np.isfinite(r).any() else -np.inf
-        if score > best_r:
-            best, best_r = beta, score
-    bias = torch.log(torch.expm1(torch.clamp(mean, min=1e-3)))
-    weight = (best / sd[:, None]).T / torch.sigmoid(bias)[:, None]  # d softplus(b)/db = sigmoid(b)
-    drive = (h - mu) @ weight.T
-    for _ in range(NEWTON_STEPS):  # solve mean_t softplus(bias + drive) = mean count, per neuron
-        x = bias + drive
-        bias = bias - (F.softplus(x).mean(0) - mean.clamp(min=1e-3)) / torch.sigmoid(x).mean(0)
+        beta = (torch.zeros_like(cross) if strength == float("inf")
+                else torch.linalg.solve(gram + strength * torch.eye(len(gram), dtype=gram.dtype), cross))
+        weight, bias = _softplus_readout(beta, mu, sd, h, mean)
+        loss = float(F.poisson_nll_loss(F.softplus(hv @ weight.T + bias), yv, log_input=False))
+        if loss < best_loss:
+            best, best_loss = (weight, bias), loss
     readout = twin.readouts[mouse]
-    readout.weight.copy_(weight.to(readout.weight))
-    readout.bias.copy_((bias - weight @ mu).to(readout.bias))
-    return best_r
+    readout.weight.copy_(best[0].to(readout.weight))
+    readout.bias.copy_(best[1].to(readout.bias))
+    return best_loss
