@@ -67,8 +67,10 @@ def test_the_assay_through_the_registry(smoke_root, smoke_catalog):
     summary = open_analysis(smoke_root, "summary").load()
     np.testing.assert_allclose(summary["lifetime_sparseness_median"].values, enc.values)
     assert "prediction" in summary.attrs["groups"] and "sparseness" in summary.attrs["groups"]
-    rows = query("space == 'encoder' & lifetime_sparseness > 0.5", smoke_root)
-    assert len(rows) and (rows["lifetime_sparseness"] > 0.5).all()
+    units = ds["lifetime_sparseness"].sel(space="encoder").values
+    cut = float(np.nanmedian(units))  # the query must return exactly the encoder units above the stored median
+    rows = query(f"space == 'encoder' & lifetime_sparseness > {cut!r}", smoke_root)
+    assert len(rows) == int((units > cut).sum()) > 0 and (rows["lifetime_sparseness"] > cut).all()
     assert assays.run(smoke_catalog, smoke_root, "sparseness") == ["sparseness: up to date"]
 
 
