@@ -17,6 +17,7 @@ from torch.nn import functional as F
 from actstore.models.twin import DigitalTwin
 
 EPS = 1e-6
+MIN_COUNT = 1e-3
 
 
 def _standardize(module: nn.Module, output: torch.Tensor) -> torch.Tensor:
@@ -30,6 +31,11 @@ def _standardize(module: nn.Module, output: torch.Tensor) -> torch.Tensor:
         return output / std.reshape(view)
     module.bias.sub_(mean).div_(std)
     return (output - mean.reshape(view)) / std.reshape(view)
+
+
+def mean_count_bias(mean: torch.Tensor) -> torch.Tensor:
+    """The readout bias whose softplus is each neuron's mean count per bin (floored at MIN_COUNT: silent neurons)."""
+    return torch.log(torch.expm1(mean.clamp(min=MIN_COUNT)))
 
 
 @torch.no_grad()
@@ -50,8 +56,7 @@ def data_dependent_init(twin: DigitalTwin, frames: torch.Tensor, mean_counts: di
     for handle in handles.values():
         handle.remove()
     for mouse, mean in mean_counts.items():
-        rate = torch.as_tensor(np.maximum(mean, 1e-3), dtype=torch.float32)
-        twin.readouts[mouse].bias.copy_(torch.log(torch.expm1(rate)))
+        twin.readouts[mouse].bias.copy_(mean_count_bias(torch.as_tensor(mean, dtype=torch.float32)))
     twin.train(was_training)
 
 
@@ -63,8 +68,7 @@ def _softplus_readout(beta: torch.Tensor, mu: torch.Tensor, sd: torch.Tensor, st
                       mean: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(weight, bias) of softplus(bias + weight h) from ridge coefficients `beta` of counts on standardized states:
     linearized at each neuron's mean count, then biases moved so the mean rate over `states` is that count again."""
-    target = mean.clamp(min=1e-3)
-    bias = torch.log(torch.expm1(target))
+    target, bias = mean.clamp(min=MIN_COUNT), mean_count_bias(mean)
     weight = (beta / sd[:, None]).T / torch.sigmoid(bias)[:, None]  # d softplus(b)/db = sigmoid(b)
     drive = (states - mu) @ weight.T
     for _ in range(NEWTON_STEPS):  # solve mean_t softplus(bias + drive) = mean count, per neuron (softplus is convex)
