@@ -50,7 +50,7 @@ def _neural_scores(root: str, threshold: float) -> dict[tuple[str, int], str]:
     from actstore.store.analysis import open_analysis
 
     try:
-        ds = open_analysis(root, "neural")
+        ds = open_analysis(root, "neural", dask=False)
     except Exception:  # status reports, it never fails on a damaged result
         return {}
     if ds is None:

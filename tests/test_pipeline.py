@@ -17,7 +17,7 @@ def copy_root(src: str, dst: Path) -> str:
     return str(dst)
 
 
-HEAVY = ("torch", "torchvision", "matplotlib", "sklearn")
+HEAVY = ("torch", "torchvision", "matplotlib", "sklearn", "distributed")
 # the CLI, then at exit one line naming the heavy libraries this process imported
 REPORTING_IMPORTS = ("import atexit, sys; atexit.register(lambda: print('imported:', *sorted(m for m in "
                      f"{HEAVY!r} if m in sys.modules))); from actstore.cli import main; main()")

@@ -10,14 +10,17 @@ What the CLI, `status`, the report, the stats table and the units table show com
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from functools import partial
+from typing import TYPE_CHECKING, Any, ClassVar, Iterator
 
 import xarray as xr
 
 from actstore.assays.inputs import as_json, open_input_store, text_as_objects
 from actstore.store.analysis import analysis_inputs, open_analysis, write_analysis
-from actstore.store.ledger import complete_models, store_fingerprint
+from actstore.store.ledger import Ledger, complete_models, read_ledger, store_fingerprint
+from actstore.store.paths import Layout
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -40,16 +43,49 @@ class Zoo:
         return cls(catalog.archs, list(catalog["zoo"]["seeds"]), catalog.models, int(catalog["run_seed"]))
 
 
+class Opened(Mapping[str, Any]):
+    """Named inputs, each opened on first use and kept (None when absent): deciding that a result is current
+    opens none of them."""
+
+    def __init__(self, names: Iterable[str], opener: Callable[[str], Any]):
+        self._names, self._opener, self._opened = list(names), opener, {}
+
+    def __getitem__(self, name: str) -> Any:
+        if name not in self._names:
+            raise KeyError(name)
+        if name not in self._opened:
+            self._opened[name] = self._opener(name)
+        return self._opened[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names)
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+
 @dataclass
 class Sources:
-    """What an assay reads, opened lazily: activation stores and analyses by name (None when absent), and
+    """What an assay reads: activation stores and analyses by name, opened lazily as xarray (None when absent);
+    what decides currency, read without opening them (each store's ledger, each analysis' recorded inputs); and
     `extra`, anything else an assay reads (checkpoint metadata, ground truth), with its own fingerprint."""
 
     zoo: Zoo
     root: str
-    stores: dict[str, xr.Dataset | None] = field(default_factory=dict)
-    analyses: dict[str, xr.Dataset | None] = field(default_factory=dict)
+    stores: Mapping[str, xr.Dataset | None] = field(default_factory=dict)
+    analyses: Mapping[str, xr.Dataset | None] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
+    ledgers: dict[str, Ledger | None] = field(default_factory=dict)
+    recorded: dict[str, dict[str, Any] | None] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, zoo: Zoo, root: str, stores: Iterable[str] = (), analyses: Iterable[str] = (),
+           extra: dict[str, Any] | None = None) -> Sources:
+        """The named stores and analyses under `root`: ledgers and records read now, datasets when first used."""
+        stores, analyses = list(stores), list(analyses)
+        return cls(zoo, root, Opened(stores, partial(open_input_store, root)), Opened(analyses, partial(
+            open_analysis, root)), extra or {}, {n: read_ledger(Layout(root).store(n)) for n in stores},
+            {n: analysis_inputs(root, n) for n in analyses})
 
 
 class Assay(ABC):
@@ -82,19 +118,18 @@ class Assay(ABC):
 
     def open(self, catalog: Catalog, root: str) -> Sources:
         """The declared stores and analyses, lazily; heavy libraries (torch, matplotlib) stay unloaded."""
-        return Sources(Zoo.of(catalog), root, {name: open_input_store(root, name) for name in self.stores},
-                       {name: open_analysis(root, name) for name in self.analyses})
+        return Sources.of(Zoo.of(catalog), root, self.stores, self.analyses)
 
     def fingerprint(self, sources: Sources) -> dict[str, Any]:
         """What identifies the inputs: each store's ledger fingerprint, each analysis' recorded inputs."""
-        return {"stores": {k: store_fingerprint(ds) for k, ds in sources.stores.items()},
-                "analyses": {k: None if ds is None else ds.attrs.get("inputs") for k, ds in sources.analyses.items()}}
+        return {"stores": {k: store_fingerprint(led) for k, led in sources.ledgers.items()},
+                "analyses": dict(sources.recorded)}
 
     def skip(self, sources: Sources) -> str | None:
         """Why there is nothing to compute (one line), or None: by default, when no declared store holds a
         complete model of the zoo."""
-        if self.stores and not any(ds is not None and complete_models(ds, sources.zoo.models)
-                                   for ds in sources.stores.values()):
+        if self.stores and not any(led is not None and complete_models(led, sources.zoo.models)
+                                   for led in sources.ledgers.values()):
             names = ", ".join(f"{n}.zarr" for n in self.stores)
             hint = "; ".join(f"`actstore extract --recipe {n}`" for n in self.stores)
             return f"no complete models in {names} under {sources.root}; skipped (run {hint} first)"

@@ -66,10 +66,9 @@ class ErrorProfiles(Assay):
         return cls(usable_ceiling_fraction=float(catalog["analysis"]["usable_ceiling_fraction"]), permutations=999)
 
     def skip(self, sources: Sources) -> str | None:
-        neural, similarity = sources.analyses["neural"], sources.analyses["similarity"]
-        if neural is None or "neuron_r" not in neural or not bool(neural["complete"].any()):
+        if not sources.recorded["neural"]:  # neural records one checkpoint hash per scored model
             return "no per-neuron scores in neural.zarr; skipped (run `actstore train`)"
-        if similarity is None:
+        if sources.recorded["similarity"] is None:
             return "no similarity.zarr; skipped (run `actstore analyze similarity`)"
         return None
 

@@ -43,16 +43,16 @@ class Fidelity(Assay):
         why = super().skip(sources)
         if why is not None:
             return why
-        if sources.analyses["ground_truth"] is None:
+        if sources.recorded["ground_truth"] is None:
             return "no ground_truth.zarr (only the synthetic mouse has true neurons); skipped"
-        if not sources.stores[STORE].attrs.get("readout"):
+        if not sources.ledgers[STORE].attrs.get("readout"):
             return (f"{STORE}.zarr holds no readout spaces; skipped (rerun `actstore extract --recipe {STORE} "
                     "--rebuild` with spaces.readout_recipes naming it)")
         return None
 
     def compute(self, sources: Sources) -> tuple[xr.Dataset, list[str]]:
         ds, truth, zoo = sources.stores[STORE], sources.analyses["ground_truth"].load(), sources.zoo
-        models = [m for m in complete_models(ds, zoo.models) if m[0] not in sources.extra.get("byo", ())]
+        models = [m for m in complete_models(sources.ledgers[STORE], zoo.models) if m[0] not in sources.extra.get("byo", ())]
         main_contrast = float(ds.attrs.get("main_contrast", 1.0))
         per_mouse = []
         for mouse, space in ds.attrs["readout"]["spaces"].items():

@@ -45,7 +45,8 @@ class Geometry(Assay):
     pairs = (("prediction", "geometry"), ("geometry", "probes"))
 
     def compute(self, sources: Sources) -> tuple[xr.Dataset, list[str]]:
-        return spectra_and_fits(sources.stores[STORE], self.params, sources.zoo)
+        models = complete_models(sources.ledgers[STORE], sources.zoo.models)
+        return spectra_and_fits(sources.stores[STORE], models, self.params, sources.zoo)
 
     def report(self, found, sections, figures) -> None:
         from actstore.report import sections as rs
@@ -53,9 +54,9 @@ class Geometry(Assay):
         rs.geometry(found, sections, figures)
 
 
-def spectra_and_fits(ds: xr.Dataset, cfg: dict, zoo: Zoo) -> tuple[xr.Dataset, list[str]]:
-    """Every complete model's spectrum and fit per space, on the zoo's (arch, seed) grid, and a summary line."""
-    models = complete_models(ds, zoo.models)
+def spectra_and_fits(ds: xr.Dataset, models: list[tuple[str, int]], cfg: dict,
+                     zoo: Zoo) -> tuple[xr.Dataset, list[str]]:
+    """The given models' spectrum and fit per space, on the zoo's (arch, seed) grid, and a summary line."""
     archs, seeds = zoo.archs, zoo.seeds
     ranks = tuple(cfg["ranks"])
     spaces = list(ds.attrs["spaces"])

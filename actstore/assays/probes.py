@@ -241,11 +241,12 @@ class LinearProbes(Assay):
         cfg, zoo = self.params, sources.zoo
         results, done, lines = {}, {}, []
         for task, store in TASKS.items():
-            ds = sources.stores[store]
-            models = complete_models(ds, zoo.models) if ds is not None else []
+            ledger = sources.ledgers[store]
+            models = complete_models(ledger, zoo.models) if ledger is not None else []
             if not models:
                 lines.append(f"probes: {task}: no complete models in {store}.zarr; skipped")
                 continue
+            ds = sources.stores[store]
             draws = per_draw(ds, models, zoo.run_seed)  # each seed's models on its own stimulus draw
             done[task] = [m for _, group, _ in draws for m in group]
             results[task] = merged([orientation(view, group, cfg, seed) if task == "orientation"

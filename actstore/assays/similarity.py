@@ -47,7 +47,7 @@ class Similarity(Assay):
         import dask.array as da
 
         ds, zoo = sources.stores[STORE], sources.zoo
-        models = complete_models(ds, zoo.models)
+        models = complete_models(sources.ledgers[STORE], zoo.models)
         spaces = list(ds.attrs["spaces"])
         values = {m: [] for m in MEASURES}
         for space in spaces:

@@ -59,7 +59,7 @@ class Sparseness(Assay):
 
     def compute(self, sources: Sources) -> tuple[xr.Dataset, list[str]]:
         ds, zoo = sources.stores[STORE], sources.zoo
-        models = complete_models(ds, zoo.models)
+        models = complete_models(sources.ledgers[STORE], zoo.models)
         spaces = unit_spaces(ds)
         parts = []
         for space in spaces:

@@ -10,7 +10,7 @@ import numpy as np
 import xarray as xr
 
 from actstore.analysis.stats import TableSpec, model_table, summary
-from actstore.assays.base import Assay, Sources
+from actstore.assays.base import Assay, Sources, Zoo
 from actstore.catalog import Catalog
 from actstore.store.paths import Layout
 from actstore.store.publish import publish_file
@@ -62,11 +62,7 @@ class Stats(Assay):
         return cls(usable_ceiling_fraction=float(catalog["analysis"]["usable_ceiling_fraction"]))
 
     def open(self, catalog: Catalog, root: str) -> Sources:
-        from actstore.store.analysis import open_analysis
-
-        sources = super().open(catalog, root)
-        sources.analyses = {a.output: open_analysis(root, a.output) for a in contributors()}
-        return sources
+        return Sources.of(Zoo.of(catalog), root, self.stores, [a.output for a in contributors()])
 
     def fingerprint(self, sources: Sources) -> dict[str, Any]:
         """The contributing analyses' recorded inputs (the table is a function of them) and the table's spec."""

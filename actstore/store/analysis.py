@@ -6,6 +6,7 @@ a killed job never leaves a half-written result that a later run takes for curre
 """
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import xarray as xr
@@ -30,17 +31,25 @@ def write_analysis(ds: xr.Dataset, root: str, name: str, inputs: dict[str, Any] 
     return final
 
 
-def open_analysis(root: str, name: str) -> xr.Dataset | None:
-    """The lazy result, or None when it has not been published."""
+def open_analysis(root: str, name: str, dask: bool = True) -> xr.Dataset | None:
+    """The lazy result, or None when it has not been published; dask=False reads it whole without dask (a small
+    result read at once, without the cost of a dask scheduler)."""
     path = Layout(root).analysis(name)
     fs, p = filesystem(path)
     if not fs.exists(join(p, ZARR_MARKER)):
         return None
     with quiet_zarr():
-        return xr.open_zarr(zarr_location(path), consolidated=True)
+        if dask:
+            return xr.open_zarr(zarr_location(path), consolidated=True)
+        return xr.open_zarr(zarr_location(path), consolidated=True, chunks=None).load()
 
 
 def analysis_inputs(root: str, name: str) -> dict[str, Any] | None:
-    """What an existing result was computed from (None when absent): compare to decide staleness."""
-    ds = open_analysis(root, name)
-    return None if ds is None else dict(ds.attrs.get("inputs", {}))
+    """What an existing result was computed from (None when absent), read from its zarr.json alone: compare to
+    decide staleness without opening the result."""
+    fs, p = filesystem(Layout(root).analysis(name))
+    try:
+        meta = json.loads(fs.cat_file(join(p, ZARR_MARKER)))
+    except FileNotFoundError:
+        return None
+    return dict(meta.get("attributes", {}).get("inputs", {}))

@@ -8,15 +8,18 @@ never trusted.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+import numpy as np
+import zarr
 
 from actstore import __version__
 from actstore.catalog import canonical_hash
-from actstore.store.zarrstore import ActivationStore, sha256_of
-
-if TYPE_CHECKING:
-    import xarray as xr
+from actstore.store.paths import ZARR_MARKER
+from actstore.store.root import filesystem, join, zarr_location
+from actstore.store.zarrstore import ActivationStore, quiet_zarr, sha256_of
 
 
 def ledger_entry(checkpoint_sha256: str, recipe_hash: str, device: str, checksums: dict[str, str]) -> str:
@@ -67,19 +70,41 @@ def verify(url: str) -> dict[tuple[str, int], str]:
     return {(a, s): model_problem(store, a, s) or "ok" for a in store.archs for s in store.seeds}
 
 
-def store_fingerprint(ds: xr.Dataset | None) -> str | None:
-    """Hash of a store's attrs (recipe, stimulus checksum) and its ledger (provenance + complete per model);
-    re-extracting any model changes it. None for a missing store."""
-    if ds is None:
+@dataclass(frozen=True)
+class Ledger:
+    """What says which models a store holds and whether results computed from it are current: its attrs, model
+    axes, `complete` flags and provenance, read straight from Zarr (no xarray dataset, no dask graph)."""
+
+    attrs: dict[str, Any]
+    archs: list[str]
+    seeds: list[int]
+    complete: np.ndarray
+    provenance: list[list[str]]
+
+
+def read_ledger(url: str) -> Ledger | None:
+    """The ledger of the store at `url`, or None when it has not been published."""
+    fs, path = filesystem(url)
+    if not fs.exists(join(path, ZARR_MARKER)):
         return None
-    ledger = {name: ds[name].values.tolist() for name in ("complete", "provenance") if name in ds}
-    coords = {d: ds[d].values.tolist() for d in ("arch", "seed") if d in ds.coords}
-    return canonical_hash({"attrs": ds.attrs, "ledger": ledger, "coords": coords})
+    with quiet_zarr():
+        group = zarr.open_group(zarr_location(url), mode="r", zarr_format=3, use_consolidated=True)
+        names = set(group.array_keys())
+        return Ledger(dict(group.attrs), [str(a) for a in group["arch"][:]], [int(s) for s in group["seed"][:]],
+                      np.asarray(group["complete"][:], dtype=bool),
+                      [[str(e) for e in row] for row in group["provenance"][:]] if "provenance" in names else [])
 
 
-def complete_models(ds: xr.Dataset, models: list[tuple[str, int]]) -> list[tuple[str, int]]:
+def store_fingerprint(ledger: Ledger | None) -> str | None:
+    """Hash of a store's attrs (recipe, stimulus checksum), axes and ledger (provenance + complete per model);
+    re-extracting any model changes it. None for a missing store."""
+    if ledger is None:
+        return None
+    return canonical_hash({"attrs": ledger.attrs, "archs": ledger.archs, "seeds": ledger.seeds,
+                           "complete": ledger.complete.tolist(), "provenance": ledger.provenance})
+
+
+def complete_models(ledger: Ledger, models: list[tuple[str, int]]) -> list[tuple[str, int]]:
     """The given (arch, seed) models that the store holds and its ledger marks complete, in order."""
-    archs = [str(a) for a in ds["arch"].values]
-    seeds = [int(s) for s in ds["seed"].values]
-    flags = ds["complete"].values
-    return [(a, s) for a, s in models if a in archs and s in seeds and bool(flags[archs.index(a), seeds.index(s)])]
+    return [(a, s) for a, s in models if a in ledger.archs and s in ledger.seeds
+            and bool(ledger.complete[ledger.archs.index(a), ledger.seeds.index(s)])]
