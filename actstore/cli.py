@@ -69,7 +69,7 @@ seed_option = click.option("--seed", "seeds", multiple=True, type=int, help="Lim
 device_option = click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default=None,
                              help="Compute device (default: the catalog's).")
 resources_option = click.option("--resources", metavar="NAME=N[,...]", default=None,
-                                help="With --scheduler local|tcp://: what each training task asks of a worker, "
+                                help="With --scheduler local|tcp://: what each model's task asks of a worker, "
                                      "e.g. GPU=1 (never two twins on one GPU); local workers declare it too.")
 workers_option = click.option("--workers", type=click.IntRange(min=1), default=None,
                               help="With --scheduler local: the number of worker processes.")
@@ -144,15 +144,24 @@ def analyze(env: Env, what: str) -> None:
 @device_option
 @click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Stimuli per forward pass.")
 @click.option("--rebuild", is_flag=True, help="Replace a store written by another recipe or zoo.")
+@resources_option
+@workers_option
 @pass_env
 def extract(env: Env, recipe: str, archs: tuple[str, ...], seeds: tuple[int, ...], device: str | None,
-            batch_size: int | None, rebuild: bool) -> None:
-    """Run the frozen models over one stimulus set into <root>/<recipe>.zarr (only what is missing)."""
+            batch_size: int | None, rebuild: bool, resources: str | None, workers: int | None) -> None:
+    """Run the frozen models over one stimulus set into <root>/<recipe>.zarr (only what is missing).
+    With --scheduler local|tcp://HOST:PORT each model is one task on the cluster, all writing the one store."""
     from actstore.extract import extract as run_extract
+    from actstore.scheduling import dask_scheduler, parse_resources
 
-    for line in run_extract(env.catalog, env.root, recipe, list(archs) or None, list(seeds) or None,
-                            device, batch_size, rebuild):
-        click.echo(line)
+    args = (env.catalog, env.root, recipe, list(archs) or None, list(seeds) or None, device, batch_size, rebuild)
+    if not _distributed(env):
+        for line in run_extract(*args):
+            click.echo(line)
+        return
+    wanted = parse_resources(resources)
+    with dask_scheduler(env.scheduler, env.root, workers, wanted) as client:
+        run_extract(*args, client=client, resources=wanted, log=click.echo)
 
 
 @cli.command("query")

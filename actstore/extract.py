@@ -12,7 +12,7 @@ import queue
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import xarray as xr
@@ -20,6 +20,7 @@ import yaml
 from tqdm import tqdm
 
 from actstore.catalog import Catalog, canonical_hash
+from actstore.cluster import JobFailed, run_tasks, where_running
 from actstore.errors import UserError
 from actstore.features import (SPACES, FeatureSpace, LayerSpace, ReadoutSpace, batched_features, layer_spaces,
                                layers_identity, readout_identity, readout_spaces, resolve_device)
@@ -287,15 +288,38 @@ def extract_models(store: ActivationStore, root: str, todo: list[tuple[Model, st
 
 def extract(catalog: Catalog, root: str, recipe_name: str, archs: list[str] | None = None,
             seeds: list[int] | None = None, device: str | None = None, batch_size: int | None = None,
-            rebuild: bool = False) -> list[str]:
-    """Bring `<root>/<recipe>.zarr` up to date for the selected models; one summary line per model."""
+            rebuild: bool = False, client: Any = None, resources: dict[str, float] | None = None,
+            log: Callable[[str], None] | None = None) -> list[str]:
+    """Bring `<root>/<recipe>.zarr` up to date for the selected models; one summary line per model.
+
+    With a distributed `client`, each model to extract is one task on the cluster (asking for `resources`, e.g.
+    {"GPU": 1}), writing its own model's chunks of the one store side by side with the others; a failing model
+    does not stop the others, and JobFailed names each failed one after the rest are done."""
     recipe = catalog.recipe(recipe_name)
     models = catalog.select(archs, seeds)
     shas = {m: checkpoint_sha(root, *m) for m in models}
     store = open_or_create(catalog, root, recipe, lambda: generate_stimuli(catalog, root, recipe), rebuild)
     problems = {model: model_problem(store, *model, shas[model]) for model in models}
     todo = [(model, problem) for model, problem in problems.items() if problem is not None]
-    done = extract_models(store, root, todo, shas, zoo_sizes(catalog),
-                          resolve_device(device or catalog["extract"]["device"]),
-                          batch_size or catalog["extract"]["batch_size"]) if todo else {}
+    device, batch_size = device or catalog["extract"]["device"], batch_size or catalog["extract"]["batch_size"]
+    done: dict[Model, str] = {}
+    if todo and client is None:
+        done = extract_models(store, root, todo, shas, zoo_sizes(catalog), resolve_device(device), batch_size)
+    elif todo:
+        tasks = {f"{recipe_name}/{a}-s{s}": (extract_task, (catalog, root, recipe_name, (a, s), why, shas[(a, s)],
+                                                            device, batch_size)) for (a, s), why in todo}
+        finished, failed = run_tasks(client, root, f"extract-{recipe_name}", tasks, resources, log or (lambda _: None))
+        if failed:
+            raise JobFailed(f"{recipe_name}: {len(failed)} of {len(models)} models failed: " + "; ".join(failed))
+        done = {m: finished[f"{recipe_name}/{m[0]}-s{m[1]}"] for m, _ in todo}
     return [done.get((a, s), f"{recipe_name}: {a}-s{s} up to date") for a, s in models]
+
+
+def extract_task(catalog: Catalog, root: str, recipe_name: str, model: Model, reason: str, sha: str, device: str,
+                 batch_size: int) -> dict[str, Any]:
+    """One model's extraction as a cluster task, into the published store: its line, and when and where it ran."""
+    placed = where_running()
+    store = ActivationStore(Layout(root).store(recipe_name))
+    line = extract_models(store, root, [(model, reason)], {model: sha}, zoo_sizes(catalog), resolve_device(device),
+                          batch_size)[model]
+    return {"line": line, **placed, "end": time.time()}

@@ -24,7 +24,7 @@ def _steps(catalog: Catalog, root: str, client: object = None,
     def extract_all() -> list[str]:
         lines: list[str] = []
         for name in catalog["stimuli"]:
-            lines += extract(catalog, root, name)
+            lines += extract(catalog, root, name, client=client, resources=resources)
         return lines
 
     return [
@@ -51,7 +51,8 @@ def run_all(catalog: Catalog, root: str, scheduler: str = "threads",
             steps: tuple[str, ...] = STEPS, workers: int | None = None,
             resources: dict[str, float] | None = None) -> list[str]:
     """Run the named steps in order (each only where stale); returns one summary line per step. On a distributed
-    scheduler (local, tcp://) training is one task per model, each asking for `resources` (e.g. {"GPU": 1})."""
+    scheduler (local, tcp://) training and extraction are one task per model, each asking for `resources` (e.g.
+    {"GPU": 1})."""
     from actstore.scheduling import dask_scheduler
 
     out: list[str] = []

@@ -105,6 +105,7 @@ def status_lines(catalog: Catalog, root: str) -> Iterator[str]:
         there = fs.exists(join(path, ZARR_MARKER))
         yield (f"  store     {name:<18} {'present' if there else 'missing':<8} {human_bytes(_size(fs, path))}"
                + (f"  {_completed(layout.store(name))}" if there else ""))
+        yield from job_lines(root, f"extract-{name}")
     from actstore.assays import registry
     from actstore.assays.base import state
 
@@ -121,7 +122,8 @@ def status_lines(catalog: Catalog, root: str) -> Iterator[str]:
 
 # ---------------------------------------------------------------------- distributed jobs
 def job_path(root: str, job: str) -> str:
-    """`<root>/jobs/<job>.json`: the progress of the latest distributed `job` (train), written by its driver."""
+    """`<root>/jobs/<job>.json`: the progress of the latest distributed `job` (train, extract-<recipe>), written by
+    its driver."""
     return join(root, "jobs", f"{job}.json")
 
 

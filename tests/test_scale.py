@@ -10,17 +10,22 @@ import os
 import signal
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import fsspec
 import pytest
 import torch
 
 from actstore.catalog import Catalog, deep_merge
+from actstore.cluster import JobFailed
 from actstore.scheduling import dask_scheduler
+from actstore.extract import extract
 from actstore.status import job_lines, job_path
-from actstore.store.paths import META, RESUME, Layout
-from actstore.train.zoo import TrainingFailed, train_zoo
+from actstore.store.paths import META, RESUME, WEIGHTS, Layout
+from actstore.store.zarrstore import ActivationStore
+from actstore.train.zoo import train_zoo
 
 
 def shas(catalog: Catalog, root: str) -> dict[str, str]:
@@ -28,8 +33,8 @@ def shas(catalog: Catalog, root: str) -> dict[str, str]:
             for a, s in catalog.models}
 
 
-def job(root: str) -> dict:
-    fs, path = fsspec.core.url_to_fs(job_path(root, "train"))
+def job(root: str, name: str = "train") -> dict:
+    fs, path = fsspec.core.url_to_fs(job_path(root, name))
     return json.loads(fs.cat_file(path))
 
 
@@ -55,20 +60,33 @@ def fresh(data_root: Path, tmp_path: Path) -> str:
     return str(root)
 
 
+@contextmanager
+def one_torch_thread() -> Iterator[None]:
+    """This process computing as the single-threaded workers do."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
-def sequential(smoke_catalog, data_root, tmp_path_factory) -> dict[str, str]:
-    """Checkpoint sha256 per model of the smoke zoo trained one after another here, with 1 torch thread."""
+def trained_root(smoke_catalog, data_root, tmp_path_factory) -> Path:
+    """The smoke zoo trained one after another here, with 1 torch thread (no stores yet)."""
     import shutil
 
     root = tmp_path_factory.mktemp("scale-seq") / "root"
     shutil.copytree(data_root, root)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with one_torch_thread():
         train_zoo(smoke_catalog, str(root), progress=False)
-    finally:
-        torch.set_num_threads(threads)
-    return shas(smoke_catalog, str(root))
+    return root
+
+
+@pytest.fixture(scope="module")
+def sequential(smoke_catalog, trained_root) -> dict[str, str]:
+    """Checkpoint sha256 per model of the sequential run."""
+    return shas(smoke_catalog, str(trained_root))
 
 
 def test_zoo_on_two_workers_matches_the_sequential_run(smoke_catalog, data_root, sequential, tmp_path):
@@ -126,7 +144,7 @@ def test_a_failing_model_does_not_stop_the_others(smoke_catalog, data_root, tmp_
                         train_overrides={"alexnet": {"batch_size": 10 ** 6}})
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as cluster, \
             Client(cluster) as client:
-        with pytest.raises(TrainingFailed, match=r"^1 of 2 models failed: alexnet-s0 \(UserError: train\.batch_size"):
+        with pytest.raises(JobFailed, match=r"^1 of 2 models failed: alexnet-s0 \(UserError: train\.batch_size"):
             train_zoo(broken, root, progress=False, client=client)
     assert Path(Layout(root).model("xu_cnn", 0), META).exists()
     assert not Path(Layout(root).model("alexnet", 0), META).exists()
@@ -161,3 +179,57 @@ def test_gpu_resource_is_never_shared_by_two_twins(smoke_catalog, data_root, tmp
         spans[bool(ask)] = runs
     assert all(later[0] >= earlier[1] for earlier, later in zip(spans[True], spans[True][1:])), spans[True]
     assert any(later[0] < earlier[1] for earlier, later in zip(spans[False], spans[False][1:])), spans[False]
+
+
+def stored_checksums(catalog: Catalog, root: str, recipe: str) -> dict[str, dict[str, str]]:
+    """Each model's ledger checksums (sha256 of every space's values) in `<root>/<recipe>.zarr`."""
+    store = ActivationStore(Layout(root).store(recipe))
+    assert all(store.is_complete(a, s) for a, s in catalog.models)
+    return {f"{a}-s{s}": json.loads(store.entry_json(a, s))["checksums"] for a, s in catalog.models}
+
+
+def test_extraction_on_two_workers_matches_the_sequential_run(smoke_catalog, trained_root, tmp_path):
+    """Each model is one task; the two write their own regions of one store at the same time, and every space's
+    values hash as the sequential run's."""
+    import shutil
+
+    alone, spread = str(tmp_path / "alone"), str(tmp_path / "spread")
+    for root in (alone, spread):
+        shutil.copytree(trained_root, root)
+    with one_torch_thread():
+        extract(smoke_catalog, alone, "tuning_grid")
+    with dask_scheduler("local", spread, workers=2) as client:
+        lines = extract(smoke_catalog, spread, "tuning_grid", client=client)
+    assert stored_checksums(smoke_catalog, spread, "tuning_grid") == stored_checksums(smoke_catalog, alone,
+                                                                                      "tuning_grid")
+    assert sorted(ln.split()[1] for ln in lines if " extracted: " in ln) == ["alexnet-s0", "xu_cnn-s0"]
+    models = job(spread, "extract-tuning_grid")["models"]
+    assert {m["state"] for m in models.values()} == {"done"} and len({m["worker"] for m in models.values()}) == 2
+    (a, b) = sorted(models.values(), key=lambda m: m["start"])
+    assert b["start"] < a["end"], "the two models were extracted at the same time"
+    with dask_scheduler("local", spread, workers=2) as client:
+        again = extract(smoke_catalog, spread, "tuning_grid", client=client)
+    assert all(ln.endswith(" up to date") for ln in again), again
+
+
+def test_a_failing_extraction_does_not_stop_the_others(smoke_catalog, trained_root, tmp_path):
+    """alexnet's weights are truncated: xu_cnn is still extracted and marked complete, alexnet is named with its
+    error and left incomplete, and `status` shows the job."""
+    import shutil
+
+    from distributed import Client, LocalCluster
+
+    root = str(tmp_path / "root")
+    shutil.copytree(trained_root, root)
+    weights = Path(Layout(root).model("alexnet", 0), WEIGHTS)
+    weights.write_bytes(weights.read_bytes()[:1000])
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as cluster, \
+            Client(cluster) as client:
+        with pytest.raises(JobFailed, match=r"^tuning_grid: 1 of 2 models failed: tuning_grid/alexnet-s0 \("):
+            extract(smoke_catalog, root, "tuning_grid", client=client)
+    store = ActivationStore(Layout(root).store("tuning_grid"))
+    assert store.is_complete("xu_cnn", 0) and not store.is_complete("alexnet", 0)
+    models = job(root, "extract-tuning_grid")["models"]
+    assert models["tuning_grid/xu_cnn-s0"]["state"] == "done"
+    assert models["tuning_grid/alexnet-s0"]["state"] == "failed"
+    assert any(ln.split()[:2] == ["tuning_grid/alexnet-s0", "failed:"] for ln in job_lines(root, "extract-tuning_grid"))

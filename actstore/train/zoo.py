@@ -11,6 +11,7 @@ import actstore
 from actstore.assays.base import reconcile
 from actstore.assays.neural import SCORING_VERSION, Neural
 from actstore.catalog import Catalog, canonical_hash
+from actstore.cluster import JobFailed, run_tasks, where_running
 from actstore.errors import UserError
 from actstore.models.checkpoint import read_meta
 from actstore.status import ceiling_text
@@ -85,12 +86,6 @@ def result_line(name: str, result: dict[str, Any]) -> str:
             f"{result['wall_time_s']:.0f} s on {result['device']}); test " + ", ".join(parts))
 
 
-class TrainingFailed(UserError):
-    """Some models of a distributed training failed (the others finished); the message names each with its error."""
-
-    exit_code = 1
-
-
 def train_zoo(catalog: Catalog, root: str, archs: list[str] | None = None, seeds: list[int] | None = None,
               device: str | None = None, progress: bool = True,
               log: Callable[[str], None] | None = None, client: Any = None,
@@ -99,7 +94,7 @@ def train_zoo(catalog: Catalog, root: str, archs: list[str] | None = None, seeds
 
     With a distributed `client`, each model to train is one task on the cluster (asking for `resources` per task,
     e.g. {"GPU": 1}), run in parallel, retried elsewhere (resuming from resume.pt) when its worker is lost; a
-    failing model does not stop the others, and TrainingFailed names each failed one after the rest are done.
+    failing model does not stop the others, and JobFailed names each failed one after the rest are done.
     Returns one line per model and one for neural.zarr; `log` also receives each line as it is done.
     """
     from actstore.data import data_fingerprint, load_sessions
@@ -134,90 +129,32 @@ def train_zoo(catalog: Catalog, root: str, archs: list[str] | None = None, seeds
             sessions = sessions if sessions is not None else load_sessions(catalog, root)
             dev = torch.device(resolve_device(device or catalog["train"]["device"]))
             emit(result_line(spec.name, train_model(spec, sessions, folder, dev, progress)))
-    failed = train_on_cluster(client, catalog, root, todo, fingerprint, device, resources, emit) if todo else []
+    tasks = {f"{a}-s{s}": (train_task, (catalog, root, a, s, fingerprint, device)) for a, s in todo}
+    failed = run_tasks(client, root, "train", tasks, resources, emit)[1] if todo else []
     for line in reconcile(Neural.from_catalog(catalog), catalog, root):
         emit(line)
     if failed:
-        raise TrainingFailed(f"{len(failed)} of {len(models)} models failed: " + "; ".join(failed))
+        raise JobFailed(f"{len(failed)} of {len(models)} models failed: " + "; ".join(failed))
     return lines
 
 
 def train_task(catalog: Catalog, root: str, arch: str, seed: int, fingerprint: str,
                device: str | None) -> dict[str, Any]:
     """One model's training as a cluster task: its line, checkpoint sha256, and when and where it ran."""
-    import os
     import time
 
-    start = time.time()
+    placed = where_running()
     import torch
 
     from actstore.data import load_sessions
     from actstore.features import resolve_device
     from actstore.train.loop import train_model
 
-    try:
-        from distributed import get_worker
-
-        worker = get_worker().address
-    except (ImportError, ValueError):
-        worker = "local"
     spec = spec_for(catalog, arch, seed, fingerprint)
     dev = torch.device(resolve_device(device or catalog["train"]["device"]))
     result = train_model(spec, load_sessions(catalog, root), Layout(root).model(arch, seed), dev, progress=False)
-    return {"line": result_line(spec.name, result), "sha256": result.get("sha256"), "start": start,
-            "end": time.time(), "worker": worker, "pid": os.getpid(),
+    return {"line": result_line(spec.name, result), "sha256": result.get("sha256"), **placed, "end": time.time(),
             "resumed_from_epoch": result.get("resumed_from_epoch", 0)}
-
-
-def one_line(error: BaseException) -> str:
-    """'Type: first line of the message'."""
-    text = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {text[0]}" if text else type(error).__name__
-
-
-def train_on_cluster(client: Any, catalog: Catalog, root: str, models: list[tuple[str, int]], fingerprint: str,
-                     device: str | None, resources: dict[str, float] | None,
-                     emit: Callable[[str], None]) -> list[str]:
-    """Submit one task per model, report each as it finishes, keep <root>/jobs/train.json current; returns
-    '<name> (<error>)' for each model that failed."""
-    import uuid
-
-    from distributed import wait
-
-    from actstore.status import JobProgress
-
-    run = uuid.uuid4().hex[:8]
-    names = {f"actstore-train-{arch}-s{seed}-{run}": f"{arch}-s{seed}" for arch, seed in models}
-    futures = {client.submit(train_task, catalog, root, arch, seed, fingerprint, device, key=key,
-                             resources=resources or None, pure=False): names[key]
-               for key, (arch, seed) in zip(names, models)}
-    job = JobProgress(root, "train", list(futures.values()), str(client.scheduler.address))
-    pending, failed = set(futures), []
-    while pending:
-        try:
-            done = set(wait(pending, timeout=1, return_when="FIRST_COMPLETED").done)
-        except TimeoutError:  # nothing finished within the second: only the running states are refreshed
-            done = set()
-        pending -= done
-        for future in done:
-            name = futures[future]
-            if future.status == "finished":
-                out = future.result()
-                job.set(name, "done", worker=out["worker"], sha256=out["sha256"], start=out["start"],
-                        end=out["end"], resumed_from_epoch=out["resumed_from_epoch"])
-                emit(out["line"])
-            else:
-                error = one_line(future.exception())
-                job.set(name, "failed", error=error)
-                failed.append(f"{name} ({error})")
-                emit(f"{name}: failed: {error}")
-        if pending:
-            where = {key: worker for worker, keys in client.processing().items() for key in keys}
-            for future in pending:
-                if future.key in where:
-                    job.set(futures[future], "running", worker=where[future.key])
-    job.finish()
-    return failed
 
 
 def byo_source(catalog: Catalog, root: str, name: str, seed: int) -> str:
