@@ -8,6 +8,13 @@ import torch
 
 from actstore.errors import UserError
 from actstore.models import build_twin, load_checkpoint, save_checkpoint
+from actstore.models import checkpoint
+from actstore.store.paths import META, weights_file
+
+
+def weights_path(folder):
+    """The weights file that the folder's model.json names."""
+    return folder / json.loads((folder / META).read_text())["weights"]
 
 
 @pytest.fixture
@@ -35,6 +42,26 @@ def test_resaving_a_loaded_checkpoint_keeps_its_sha256(tmp_path):
     assert save_checkpoint(loaded, str(tmp_path / "again")) == digest
 
 
+def test_a_replaced_checkpoint_is_read_whole_by_a_reader_that_raced_it(saved, monkeypatch):
+    """A reader that read the old model.json just before a replacement finds the old weights removed and reads the
+    new pair; the folder keeps only the new weights."""
+    twin, folder, first = saved
+    stale = json.loads((folder / META).read_text())
+    second = save_checkpoint(build_twin("xu_cnn", (30, 40), {"a": 5, "b": 2}, encoder_dim=16, hidden_dim=8, seed=2),
+                             str(folder), {"seed": 2})
+    assert second != first
+    assert sorted(p.name for p in folder.iterdir()) == sorted([META, weights_file(second)])
+    reads = iter([stale])
+    real = checkpoint.read_meta
+    monkeypatch.setattr(checkpoint, "read_meta", lambda f: next(reads, None) or real(f))
+    meta, data = checkpoint.read_weights(str(folder))
+    assert meta["sha256"] == second and data == weights_path(folder).read_bytes()
+    monkeypatch.setattr(checkpoint, "read_meta", real)
+    weights_path(folder).unlink()
+    with pytest.raises(UserError, match=rf"{weights_file(second)}: missing"):
+        load_checkpoint(str(folder))
+
+
 def test_roundtrip_on_fsspec_memory():
     twin = build_twin("xu_cnn", (30, 40), {"a": 5}, encoder_dim=16, hidden_dim=8, seed=2)
     save_checkpoint(twin, "memory://ckpt/xu_cnn-s2")
@@ -44,9 +71,9 @@ def test_roundtrip_on_fsspec_memory():
 
 def test_truncated_weights(saved):
     _, folder, _ = saved
-    weights = folder / "model.pt"
+    weights = weights_path(folder)
     weights.write_bytes(weights.read_bytes()[:-100])
-    with pytest.raises(UserError, match=r"model\.pt: sha256 does not match"):
+    with pytest.raises(UserError, match=rf"{weights.name}: sha256 does not match"):
         load_checkpoint(str(folder))
 
 
@@ -75,7 +102,7 @@ def test_not_a_state_dict(saved):
     _, folder, _ = saved
     import hashlib
     junk = b"this is not a torch file"
-    (folder / "model.pt").write_bytes(junk)
+    weights_path(folder).write_bytes(junk)
     meta = json.loads((folder / "model.json").read_text())
     meta["sha256"] = hashlib.sha256(junk).hexdigest()
     (folder / "model.json").write_text(json.dumps(meta))
@@ -92,7 +119,8 @@ def test_expected_config_mismatch(saved):
 def test_cli_reports_one_line_and_exit_2(saved):
     """A corrupt checkpoint reached through a CLI path prints one line, no traceback, exit code 2."""
     _, folder, _ = saved
-    (folder / "model.pt").write_bytes(b"")
+    weights = weights_path(folder)
+    weights.write_bytes(b"")
     code = (
         "import sys; from actstore.cli import cli, main; import click\n"
         "@cli.command('load-ckpt')\n@click.argument('folder')\ndef _c(folder):\n"
@@ -102,4 +130,4 @@ def test_cli_reports_one_line_and_exit_2(saved):
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and "model.pt: sha256 does not match" in lines[0]
+    assert len(lines) == 1 and f"{weights.name}: sha256 does not match" in lines[0]

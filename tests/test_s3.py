@@ -172,12 +172,13 @@ def test_report_replaced_on_s3_is_never_seen_half_written(s3, monkeypatch):
 
 
 def test_checkpoint_replaced_on_s3_never_pairs_metadata_with_other_weights(s3, monkeypatch):
-    """save_checkpoint over an older checkpoint: whenever model.json is there, model.pt is the file it names."""
+    """save_checkpoint over an older checkpoint: after every object write, model.json is there and the weights it
+    names are whole (never absent, never another version's), and only the new weights remain at the end."""
     import hashlib
     import json
 
     from actstore.models import build_twin, load_checkpoint, save_checkpoint
-    from actstore.store.paths import META, WEIGHTS, Layout
+    from actstore.store.paths import META, Layout, weights_file
 
     folder = Layout(fresh_root("ckpt")).model("xu_cnn", 0)
     first = save_checkpoint(build_twin("xu_cnn", encoder_dim=16, hidden_dim=32, seed=0), folder, {"n": 1})
@@ -187,14 +188,16 @@ def test_checkpoint_replaced_on_s3_never_pairs_metadata_with_other_weights(s3, m
         if not fs.exists(f"{path}/{META}"):
             return "absent"
         meta = json.loads(fs.cat_file(f"{path}/{META}"))
-        weights = hashlib.sha256(fs.cat_file(f"{path}/{WEIGHTS}")).hexdigest()
+        weights = hashlib.sha256(fs.cat_file(f"{path}/{meta['weights']}")).hexdigest()
         return meta["provenance"]["n"] if weights == meta["sha256"] else "mismatch"
 
     watch = Watch(monkeypatch, folder, state)
     second = save_checkpoint(build_twin("xu_cnn", encoder_dim=16, hidden_dim=32, seed=1), folder, {"n": 2})
     assert first != second
-    assert watch.runs() == [1, "absent", 2], watch.runs()
+    assert watch.runs() == [1, 2], watch.runs()
     assert load_checkpoint(folder)[1]["sha256"] == second
+    fs, path = fsspec.core.url_to_fs(folder)
+    assert sorted(p.rpartition("/")[2] for p in fs.ls(path, detail=False)) == sorted([META, weights_file(second)])
 
 
 # ---------------------------------------------------------------------- writers of one store on S3

@@ -23,7 +23,7 @@ from actstore.cluster import JobFailed
 from actstore.scheduling import dask_scheduler
 from actstore.extract import extract
 from actstore.status import job_lines, job_path
-from actstore.store.paths import META, RESUME, WEIGHTS, Layout
+from actstore.store.paths import META, RESUME, Layout
 from actstore.store.zarrstore import ActivationStore
 from actstore.train.zoo import train_zoo
 
@@ -221,7 +221,8 @@ def test_a_failing_extraction_does_not_stop_the_others(smoke_catalog, trained_ro
 
     root = str(tmp_path / "root")
     shutil.copytree(trained_root, root)
-    weights = Path(Layout(root).model("alexnet", 0), WEIGHTS)
+    folder = Layout(root).model("alexnet", 0)
+    weights = Path(folder, json.loads(Path(folder, META).read_text())["weights"])
     weights.write_bytes(weights.read_bytes()[:1000])
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as cluster, \
             Client(cluster) as client:

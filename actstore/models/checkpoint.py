@@ -1,4 +1,9 @@
-"""Checkpoints: a folder with `model.pt` (state dict) and `model.json` (config, sha256, provenance).
+"""Checkpoints: a folder with `model.<sha>.pt` (state dict) and `model.json` (config, sha256, the weights' file
+name, provenance).
+
+Replacing a checkpoint writes the new weights under their own name, then model.json in one atomic write, then
+removes the old weights: on every root, a reader always finds a model.json and the weights it names (one that read
+the old model.json just before the switch finds its weights gone and reads model.json again).
 
 Loading verifies the weights' sha256 against model.json, rebuilds the twin from the config
 and loads strictly, so a truncated, foreign or mismatched file fails with one clear line
@@ -15,13 +20,13 @@ from typing import TYPE_CHECKING, Any
 import fsspec
 
 from actstore.errors import UserError
-from actstore.store.paths import META, WEIGHTS
+from actstore.store.paths import META, weights_file
 from actstore.store.publish import publish_file
 
 if TYPE_CHECKING:
     from actstore.models.twin import DigitalTwin
 
-FORMAT = "actstore-checkpoint/1"
+FORMAT = "actstore-checkpoint/2"  # /2: weights named by content in model.json
 
 
 def _join(folder: str, name: str) -> str:
@@ -29,7 +34,8 @@ def _join(folder: str, name: str) -> str:
 
 
 def save_checkpoint(twin: DigitalTwin, folder: str, provenance: dict[str, Any] | None = None) -> str:
-    """Write weights then metadata (metadata last: a folder without it is not a checkpoint). Returns the sha256."""
+    """Write the weights, then switch model.json to them, then remove older weights (module doc). Returns the
+    sha256."""
     import torch
 
     buf = io.BytesIO()
@@ -38,12 +44,14 @@ def save_checkpoint(twin: DigitalTwin, folder: str, provenance: dict[str, Any] |
     torch.save({k: v.detach().cpu() for k, v in sorted(twin.state_dict().items())}, buf)
     data = buf.getvalue()
     digest = hashlib.sha256(data).hexdigest()
-    fs, path = fsspec.core.url_to_fs(str(folder))
-    if fs.exists(_join(path, META)):  # the old metadata goes first: a reader never pairs it with the new weights
-        fs.rm_file(_join(path, META))
-    publish_file(_join(str(folder), WEIGHTS), data)
-    meta = {"format": FORMAT, "config": twin.config, "sha256": digest, "provenance": provenance or {}}
+    name = weights_file(digest)
+    publish_file(_join(str(folder), name), data)
+    meta = {"format": FORMAT, "config": twin.config, "sha256": digest, "weights": name, "provenance": provenance or {}}
     publish_file(_join(str(folder), META), json.dumps(meta, indent=2, sort_keys=True).encode())
+    fs, path = fsspec.core.url_to_fs(str(folder))
+    for old in fs.glob(_join(path, weights_file("*"))):
+        if old.rstrip("/").rpartition("/")[2] != name:
+            fs.rm_file(old)
     return digest
 
 
@@ -59,10 +67,26 @@ def read_meta(folder: str) -> dict[str, Any]:
         raise UserError(f"{_join(str(folder), META)}: not valid JSON (corrupt checkpoint metadata)") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise UserError(f"{_join(str(folder), META)}: format: expected {FORMAT!r} (a foreign file?)")
-    for key in ("config", "sha256"):
+    for key in ("config", "sha256", "weights"):
         if key not in meta:
             raise UserError(f"{_join(str(folder), META)}: {key}: missing")
     return meta
+
+
+def read_weights(folder: str) -> tuple[dict[str, Any], bytes]:
+    """model.json and the bytes of the weights it names, as one pair: where a newer checkpoint replaced the weights
+    between the two reads, model.json is read again (it names the new ones)."""
+    fs, path = fsspec.core.url_to_fs(str(folder))
+    tried = None
+    while True:
+        meta = read_meta(folder)
+        if meta["weights"] == tried:
+            raise UserError(f"{_join(str(folder), tried)}: missing (the weights model.json names)")
+        tried = meta["weights"]
+        try:
+            return meta, fs.cat_file(_join(path, tried))
+        except FileNotFoundError:
+            continue
 
 
 def load_checkpoint(folder: str, expect: dict[str, Any] | None = None,
@@ -73,17 +97,12 @@ def load_checkpoint(folder: str, expect: dict[str, Any] | None = None,
 
     from actstore.models.twin import DigitalTwin
 
-    meta = read_meta(folder)
-    where = _join(str(folder), WEIGHTS)
+    meta, data = read_weights(folder)
+    where = _join(str(folder), meta["weights"])
     config = meta["config"]
     for key, want in (expect or {}).items():
         if config.get(key) != want:
             raise UserError(f"{_join(str(folder), META)}: config.{key}: is {config.get(key)!r}, expected {want!r}")
-    fs, path = fsspec.core.url_to_fs(str(folder))
-    try:
-        data = fs.cat_file(_join(path, WEIGHTS))
-    except FileNotFoundError:
-        raise UserError(f"{where}: missing (checkpoint weights)") from None
     if hashlib.sha256(data).hexdigest() != meta["sha256"]:
         raise UserError(f"{where}: sha256 does not match model.json (truncated or replaced file)")
     try:

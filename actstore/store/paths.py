@@ -5,7 +5,15 @@ from dataclasses import dataclass
 
 from actstore.store.root import join
 
-WEIGHTS, META, RESUME = "model.pt", "model.json", "resume.pt"  # the files of a model folder
+META, RESUME = "model.json", "resume.pt"  # a model folder's metadata (its commit marker) and training state
+
+
+def weights_file(sha256: str) -> str:
+    """A checkpoint's weights file, named by its content: a new checkpoint never overwrites the file an older
+    model.json names, so model.json can switch from one to the other in a single atomic write."""
+    return f"model.{sha256[:16]}.pt"
+
+
 ZARR_MARKER, REPORT_MARKER = "zarr.json", "index.html"  # written last: a folder without it is not there yet
 
 
@@ -16,7 +24,8 @@ class Layout:
     root: str
 
     def model(self, arch: str, seed: int) -> str:
-        """`<root>/models/<arch>-s<seed>`: one checkpoint folder (model.pt, model.json, resume.pt) per zoo model."""
+        """`<root>/models/<arch>-s<seed>`: one checkpoint folder (model.<sha>.pt, model.json, resume.pt) per zoo
+        model."""
         return join(self.root, "models", f"{arch}-s{seed}")
 
     def store(self, name: str) -> str:

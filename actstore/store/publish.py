@@ -9,7 +9,8 @@ old folder aside, then the new one in: between those two renames a reader finds 
 
 Other fsspec roots (memory://, s3://, ...). There is no rename; one object write is taken as atomic (an S3 PUT is).
 A folder counts as present only while its commit marker exists (`marker`: the root zarr.json of a Zarr store,
-index.html of the report; model.json of a checkpoint, written after model.pt), and readers check the marker. The
+index.html of the report), and readers check the marker. (A checkpoint is not a folder publish: its model.json
+switches between weights files named by content, models/checkpoint.py.) The
 folder is built beside the target, or, for a Zarr folder, in a local temporary folder (tempfile's; not while a
 distributed Dask client schedules, since its workers write chunks themselves), then uploaded (or copied server-side) into place object by
 object, in concurrent batches, the marker last. Replacing first deletes the old marker (readers see no folder from then on), then the old objects the

@@ -21,7 +21,7 @@ from actstore.errors import UserError
 from actstore.store import open_store
 from actstore.store.analysis import analysis_inputs, open_analysis, write_analysis
 from actstore.store.ledger import ledger_entry, verify
-from actstore.store.paths import META, REPORT_MARKER, WEIGHTS, ZARR_MARKER, Layout
+from actstore.store.paths import META, REPORT_MARKER, RESUME, ZARR_MARKER, Layout
 from actstore.store.publish import publish_file, publish_folder
 from actstore.store.root import filesystem, join
 from actstore.store.zarrstore import ActivationStore, sha256_of
@@ -195,13 +195,13 @@ class RootTests:
         from actstore.models.checkpoint import FORMAT, read_meta
 
         folder = Layout(root).model("a", 0)
-        for weights in (b"first weights", b"second, longer weights"):
-            publish_file(join(folder, WEIGHTS), weights)
-            meta = {"format": FORMAT, "config": {}, "sha256": _sha256(weights)}
+        for state in (b"first training state", b"second, longer training state"):
+            publish_file(join(folder, RESUME), state)
+            meta = {"format": FORMAT, "config": {}, "sha256": _sha256(state), "weights": "w"}
             publish_file(join(folder, META), json.dumps(meta).encode())
-        assert self.cat(join(folder, WEIGHTS)) == b"second, longer weights"
-        assert read_meta(folder)["sha256"] == _sha256(b"second, longer weights")
-        assert self.names(folder) == sorted([WEIGHTS, META])
+        assert self.cat(join(folder, RESUME)) == b"second, longer training state"
+        assert read_meta(folder)["sha256"] == _sha256(b"second, longer training state")
+        assert self.names(folder) == sorted([RESUME, META])
 
     # ------------------------------------------------------------------ the report
     def test_report_is_replaced_whole(self, root: str) -> None:

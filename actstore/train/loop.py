@@ -5,7 +5,7 @@ history) is written atomically to `<model folder>/resume.pt`; a killed run resta
 its last completed epoch. Torch's RNG and the batch order are re-seeded from
 (seed, epoch) at each epoch start, so a resumed run ends with the same weights as an
 uninterrupted one. A fresh twin is first initialized from real frames (train/datainit.py).
-The best-validation weights become the checkpoint (model.pt +
+The best-validation weights become the checkpoint (model.<sha>.pt +
 model.json, with provenance and test scores); resume.pt is then removed.
 """
 from __future__ import annotations
