@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from actstore.report import build_report, report_content
+from actstore.report import INPUTS_TAG, build_report, report_content
 
 FIGURES = {"neural", "orientation", "contrast", "rdk", "tuning", "geometry", "scatter-prediction-probes",
            "scatter-prediction-tuning", "scatter-prediction-geometry", "scatter-geometry-probes",
@@ -25,11 +25,16 @@ class Page(HTMLParser):
 
     def __init__(self, text: str):
         super().__init__()
-        self.images: list[str] = []
+        self.images: list[str] = []  # img sources: <section key>.<content hash>.png
         self.notes: dict[str, list[str]] = {}
         self.rows: list[list[str]] = []
         self._section, self._in_note, self._in_cell = None, False, False
         self.feed(text)
+
+    @property
+    def figures(self) -> list[str]:
+        """The section key of every image."""
+        return [src.split(".", 1)[0] for src in self.images]
 
     def handle_starttag(self, tag, attrs):
         a = dict(attrs)
@@ -78,7 +83,7 @@ def built(smoke_root, smoke_catalog, tmp_path_factory):
 def test_html_references_every_figure_and_only_existing_images(built):
     root, lines, page = built
     assert lines[-1].endswith(f"{root}/report/index.html")
-    assert sorted(page.images) == sorted(f"{key}.png" for key in FIGURES)
+    assert sorted(page.figures) == sorted(FIGURES)
     for src in page.images:
         assert (Path(root) / "report" / src).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not [p for p in Path(root).iterdir() if p.name.startswith(".report.")]  # no temp folder left
@@ -154,7 +159,7 @@ def test_missing_inputs_become_notes_and_changed_inputs_rebuild(smoke_root, smok
     build_report(smoke_catalog, root)
     index = tmp_path / "report" / "index.html"
     page = Page(index.read_text())
-    assert sorted(page.images) == ["geometry.png", "hierarchy.png", "neural.png", "tuning.png"]
+    assert sorted(page.figures) == ["geometry", "hierarchy", "neural", "tuning"]
     assert all((tmp_path / "report" / src).is_file() for src in page.images)
     for key in PROBE_SECTIONS:
         assert any("probes.zarr not found" in note for note in page.notes[key])
@@ -165,8 +170,8 @@ def test_missing_inputs_become_notes_and_changed_inputs_rebuild(smoke_root, smok
     lines = build_report(smoke_catalog, root)
     assert "up to date" not in lines[-1]
     page = Page(index.read_text())
-    assert sorted(page.images) == ["hierarchy.png", "neural.png", "tuning.png"]  # hierarchy: tuning's panels
-    assert not (tmp_path / "report" / "geometry.png").exists()
+    assert sorted(page.figures) == ["hierarchy", "neural", "tuning"]  # hierarchy: tuning's panels
+    assert not list((tmp_path / "report").glob("geometry.*"))
     assert any("geometry.zarr not found" in note for note in page.notes["geometry"])
 
 
@@ -176,10 +181,11 @@ def test_empty_root_gives_a_page_of_notes(smoke_catalog, tmp_path):
     assert lines[-1].endswith("report/index.html") and page.images == []
     assert all(notes for notes in page.notes.values())
     assert "up to date" in build_report(smoke_catalog, str(tmp_path))[-1]
-    # a report folder without its inputs record (as a half-copied one would be) is never taken as current
-    (tmp_path / "report" / "inputs.json").unlink()
+    # an index.html without the record of its inputs (a foreign or hand-edited one) is never taken as current
+    index = tmp_path / "report" / "index.html"
+    index.write_text(INPUTS_TAG.sub("", index.read_text()))
     assert build_report(smoke_catalog, str(tmp_path))[-1] == f"report: wrote {tmp_path}/report/index.html"
-    assert (tmp_path / "report" / "inputs.json").is_file()
+    assert INPUTS_TAG.search(index.read_text())
 
 
 def test_unusable_twins_are_listed_marked_and_left_out_of_the_statistics(smoke_catalog, smoke_root, built):

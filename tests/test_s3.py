@@ -96,29 +96,41 @@ def zarr_state(versions: dict[str, dict[str, bytes]]):
     return state
 
 
-def test_analysis_store_replaced_on_s3_is_never_seen_half_written(s3, monkeypatch, tmp_path):
-    """write_analysis replacing v1 by v2 (different variables, shapes, chunks): a reader sees v1 whole, then
-    nothing, then v2 whole, never a marker over objects of the other version or a partial set."""
+def test_analysis_store_replaced_on_s3_is_never_seen_half_written(s3, monkeypatch):
+    """write_analysis replacing v1 by v2 (different variables, shapes, chunks, a shared variable and a scalar): a
+    reader opening the result (consolidated, as open_analysis and xr.open_zarr do) and reading every value sees v1
+    whole until the switch, then v2 whole, never nothing and never a mix; then only v2's objects remain."""
     import numpy as np
     import xarray as xr
 
     from actstore.store.analysis import open_analysis, write_analysis
     from actstore.store.paths import Layout
 
-    v1 = xr.Dataset({"a": ("x", np.arange(40.0)), "shared": ("y", np.zeros(7))}).chunk({"x": 10})
-    v2 = xr.Dataset({"b": ("z", np.arange(30.0)), "shared": ("y", np.ones(7))}).chunk({"z": 5})
-    versions = {}
-    for name, ds in (("v1", v1), ("v2", v2)):  # each version's files, published alone on a local disk (renamed)
-        ref = str(tmp_path / name)
-        write_analysis(ds, ref, "neural", {"v": name})
-        versions[name] = objects(Layout(ref).analysis("neural"))
+    v1 = xr.Dataset({"a": ("x", np.arange(40.0)), "shared": ("y", np.zeros(7)), "s": ((), 1.0)}).chunk({"x": 10})
+    v2 = xr.Dataset({"b": ("z", np.arange(30.0)), "shared": ("y", np.ones(7)), "s": ((), 2.0)}).chunk({"z": 5})
+    versions = {"v1": v1.assign_attrs(inputs={"v": "v1"}).compute(), "v2": v2.assign_attrs(inputs={"v": "v2"}).compute()}
     root = fresh_root("replace")
+
+    def state(url: str) -> str:
+        try:
+            now = open_analysis(root, "neural", dask=False)
+        except Exception as e:  # a chunk or metadata object missing or of the other version
+            return f"broken ({type(e).__name__})"
+        if now is None:
+            return "absent"
+        return next((name for name, ds in versions.items() if now.identical(ds)), "mixed")
+
     write_analysis(v1, root, "neural", {"v": "v1"})
-    watch = Watch(monkeypatch, Layout(root).analysis("neural"), zarr_state(versions))
+    url = Layout(root).analysis("neural")
+    before = set(objects(url))
+    watch = Watch(monkeypatch, url, state)
     write_analysis(v2, root, "neural", {"v": "v2"})
-    assert watch.runs() == ["v1", "absent", "v2"], watch.runs()
+    assert watch.runs() == ["v1", "v2"], watch.runs()
     assert len(watch.seen) > 3  # looked at after each step
     np.testing.assert_array_equal(open_analysis(root, "neural")["b"].values, np.arange(30.0))
+    after = set(objects(url))
+    assert not any(k.startswith("a/") for k in after)  # v1's variable is gone,
+    assert not {k for k in before & after if not k.endswith("zarr.json")}  # and so is every chunk v1 wrote
 
 
 def test_activation_store_created_on_s3_appears_whole(s3, monkeypatch, tmp_path):
@@ -137,9 +149,12 @@ def test_activation_store_created_on_s3_appears_whole(s3, monkeypatch, tmp_path)
     assert watch.runs() == ["absent", "store"], watch.runs()
 
 
-def test_report_replaced_on_s3_is_never_seen_half_written(s3, monkeypatch):
-    """The report folder (marker index.html): a reader sees one report's files whole, or none; a figure the new
-    report lacks is gone, one it shares is the new one's."""
+@pytest.mark.parametrize("shared", [False, True])
+def test_report_replaced_on_s3_is_never_seen_half_written(s3, monkeypatch, shared):
+    """The report folder (marker index.html): a reader of index.html and the figures it names sees one report
+    whole. New figures under new names (as build_report names them, by content): the old report until the switch,
+    then the new one; a figure name the two share (a file the new one overwrites): the old one, none, the new one.
+    Either way a figure the new report lacks is gone at the end."""
     from actstore.store.paths import REPORT_MARKER, Layout
     from actstore.store.publish import publish_folder
 
@@ -151,23 +166,28 @@ def test_report_replaced_on_s3_is_never_seen_half_written(s3, monkeypatch):
             fs.pipe_file(f"{path}/{REPORT_MARKER}", " ".join(sorted(figures)).encode())
         return build
 
-    old = {"a.png": b"old a", "b.png": b"old b"}
-    new = {"b.png": b"new b", "c.png": b"new c", "d.png": b"new d"}
+    old = {"a.1.png": b"old a", "b.1.png": b"old b"}
+    new = {"b.1.png" if shared else "b.2.png": b"new b", "c.2.png": b"new c", "d.2.png": b"new d"}
     versions = {name: {**figs, REPORT_MARKER: " ".join(sorted(figs)).encode()}
                 for name, figs in (("old", old), ("new", new))}
 
     def state(url: str) -> str:
         fs, path = fsspec.core.url_to_fs(url)
-        if not fs.exists(f"{path}/{REPORT_MARKER}"):
+        try:
+            index = fs.cat_file(f"{path}/{REPORT_MARKER}")
+        except FileNotFoundError:
             return "absent"
-        now = objects(url)
-        return next((name for name, objs in versions.items() if objs == now), "mixed")
+        try:
+            now = {name: fs.cat_file(f"{path}/{name}") for name in index.decode().split()}
+        except FileNotFoundError:
+            return "broken"
+        return next((name for name, objs in versions.items() if {**now, REPORT_MARKER: index} == objs), "mixed")
 
     url = Layout(fresh_root("report")).report
     assert publish_folder(url, build_report(old), REPORT_MARKER)
     watch = Watch(monkeypatch, url, state)
     assert publish_folder(url, build_report(new), REPORT_MARKER)
-    assert watch.runs() == ["old", "absent", "new"], watch.runs()
+    assert watch.runs() == (["old", "absent", "new"] if shared else ["old", "new"]), watch.runs()
     assert objects(url) == versions["new"]
 
 

@@ -1,13 +1,18 @@
 """`actstore report`: the study's figures and `<root>/report/index.html`, built from the analysis outputs.
 
 Its sections come from the assay registry (each assay's `report`, in registry order; builders in sections.py).
-The report is up to date (nothing is redrawn) while every registered analysis' recorded inputs are unchanged. It is built in a temporary folder and published whole (index.html last), so a
-killed run never leaves a half report. Missing inputs become notes in the page, never errors.
+The report is up to date (nothing is redrawn) while every registered analysis' recorded inputs are unchanged (their
+hash is in index.html). It is built in a temporary folder and published whole (index.html last), so a killed run
+never leaves a half report; its figures are named by content, so a new report shares no file but index.html with
+the old one and an object-store root switches between them with that one write. Missing inputs become notes in the
+page, never errors.
 """
 from __future__ import annotations
 
+import hashlib
 import io
 import json
+import re
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -21,8 +26,8 @@ if TYPE_CHECKING:
 
     from actstore.report.html import Section
 
-VERSION = "report/2"  # 2: sections from the assay registry
-INPUTS_FILE = "inputs.json"
+VERSION = "report/3"  # 2: sections from the assay registry; 3: figures named by content, inputs hash in index.html
+INPUTS_TAG = re.compile(r'<meta name="actstore-inputs" content="([0-9a-f]{64})">')
 DPI = 100
 
 
@@ -62,11 +67,12 @@ def _png(fig: Figure) -> bytes:
 
 
 def _up_to_date(fs, folder: str, inputs: dict) -> bool:
-    index, record = f"{folder}/{REPORT_MARKER}", f"{folder}/{INPUTS_FILE}"
-    if not (fs.exists(index) and fs.exists(record)):
+    """Whether the published index.html records the hash of exactly these inputs."""
+    try:
+        found = INPUTS_TAG.search(fs.cat_file(f"{folder}/{REPORT_MARKER}").decode(errors="replace"))
+    except FileNotFoundError:
         return False
-    with fs.open(record, "r") as f:
-        return json.load(f) == inputs
+    return found is not None and found.group(1) == canonical_hash(inputs)
 
 
 def build_report(catalog: Catalog, root: str) -> list[str]:
@@ -91,10 +97,12 @@ def build_report(catalog: Catalog, root: str) -> list[str]:
         fs.makedirs(tmp, exist_ok=True)
         for section in sections:
             if section.key in figures:
-                section.image = f"{section.key}.png"
-                _write(fs, f"{tmp}/{section.image}", _png(figures[section.key]))
-        _write(fs, f"{tmp}/{INPUTS_FILE}", json.dumps(inputs, indent=1, sort_keys=True).encode())
-        _write(fs, f"{tmp}/{REPORT_MARKER}", page(f"actstore report: {catalog['name']}", meta, sections).encode())
+                png = _png(figures[section.key])
+                section.image = f"{section.key}.{hashlib.sha256(png).hexdigest()[:12]}.png"
+                _write(fs, f"{tmp}/{section.image}", png)
+        head = f'<meta name="actstore-inputs" content="{canonical_hash(inputs)}">'
+        _write(fs, f"{tmp}/{REPORT_MARKER}",
+               page(f"actstore report: {catalog['name']}", meta, sections, head).encode())
 
     publish_folder(final, build, REPORT_MARKER)
     notes = sum(len(s.notes) for s in sections)

@@ -84,11 +84,12 @@ def section_html(section: Section) -> str:
     return "\n".join(parts)
 
 
-def page(title: str, meta: list[str], sections: list[Section]) -> str:
-    """The whole index.html: title, run details, a table of contents and every section."""
+def page(title: str, meta: list[str], sections: list[Section], head: str = "") -> str:
+    """The whole index.html: title, run details, a table of contents and every section; `head` is added to the
+    head as it is (trusted markup, e.g. a meta tag)."""
     toc = "".join(f'<li><a href="#{escape(s.key)}">{escape(s.title)}</a></li>' for s in sections)
     body = "\n".join(section_html(s) for s in sections)
     info = "<br>".join(escape(m) for m in meta)
-    return (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{escape(title)}</title>"
+    return (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{escape(title)}</title>{head}"
             f"<style>{STYLE}</style></head>\n<body><h1>{escape(title)}</h1><p class=\"meta\">{info}</p>"
             f"<nav><ol>{toc}</ol></nav>\n{body}\n</body></html>\n")

@@ -17,18 +17,40 @@ from actstore.store.root import filesystem, join, zarr_location
 from actstore.store.zarrstore import quiet_zarr
 
 
+# Two chunk key layouts of Zarr v3 that share no key ("c/0/1" and "c" for a scalar, against "0.1" and "0"):
+# successive versions of a result alternate between them, so an object-store root can copy the new version beside
+# the published one and switch with its one root zarr.json (store/publish.py), never showing no result.
+CHUNK_KEYS = ({"name": "default", "separator": "/"}, {"name": "v2", "separator": "."})
+
+
 def write_analysis(ds: xr.Dataset, root: str, name: str, inputs: dict[str, Any] | None = None) -> str:
     """Write `ds` (computing any dask arrays) as analysis/<name>.zarr, replacing an older one atomically."""
     final = Layout(root).analysis(name)
     ds = ds.copy()
     ds.attrs = {**ds.attrs, "inputs": inputs or {}}
+    keys = CHUNK_KEYS[1] if _chunk_keys(final) == CHUNK_KEYS[0] else CHUNK_KEYS[0]
+    encoding = {k: {"chunk_key_encoding": keys} for k in ds.variables}
 
     def build(tmp_url: str) -> None:
         with quiet_zarr():
-            ds.to_zarr(zarr_location(tmp_url), mode="w", zarr_format=3, consolidated=True)
+            ds.to_zarr(zarr_location(tmp_url), mode="w", zarr_format=3, consolidated=True, encoding=encoding)
 
     publish_folder(final, build, ZARR_MARKER)
     return final
+
+
+def _chunk_keys(url: str) -> dict[str, str] | None:
+    """The chunk key layout of the published result at `url` (one of CHUNK_KEYS), or None when there is none."""
+    fs, path = filesystem(url)
+    try:
+        meta = json.loads(fs.cat_file(join(path, ZARR_MARKER)))
+    except FileNotFoundError:
+        return None
+    for array in meta.get("consolidated_metadata", {}).get("metadata", {}).values():
+        if "chunk_key_encoding" in array:
+            enc = array["chunk_key_encoding"]
+            return {"name": enc["name"], "separator": enc.get("configuration", {}).get("separator", "/")}
+    return None
 
 
 def open_analysis(root: str, name: str, dask: bool = True) -> xr.Dataset | None:

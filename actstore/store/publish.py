@@ -13,10 +13,15 @@ index.html of the report), and readers check the marker. (A checkpoint is not a 
 switches between weights files named by content, models/checkpoint.py.) The
 folder is built beside the target, or, for a Zarr folder, in a local temporary folder (tempfile's; not while a
 distributed Dask client schedules, since its workers write chunks themselves), then uploaded (or copied server-side) into place object by
-object, in concurrent batches, the marker last. Replacing first deletes the old marker (readers see no folder from then on), then the old objects the
-new folder does not have, then copies the new ones over the rest: whenever the marker is there, every object under
-it is of the marker's version, never a mix; while a replace copies, the folder is absent (an object store has no
-atomic swap of many objects; local disks do). With `replace=False` (first publisher wins) the marker is written
+object, in concurrent batches, the marker last. Replacing a folder whose new version overwrites no object a reader
+of the old one reads (`_overlap`: successive analysis results alternate their Zarr chunk key layout, the report
+names its figures by content) copies the new objects beside the old ones, swaps the marker in one write, then
+removes the old objects: readers see the old version whole, then the new one whole, never none. Any other replace
+first deletes the old marker (readers see no folder from then on), then the old objects the new folder does not
+have, then copies the new ones over the rest: whenever the marker is there, every object under it is of the
+marker's version, never a mix; while it copies, the folder is absent (an object store has no atomic swap of many
+objects; local disks do). A reader that opened the old version and reads its objects after the swap finds them
+gone (a Zarr reader then gets fill values for the missing chunks): reopen after a publish. With `replace=False` (first publisher wins) the marker is written
 with pipe_file(mode="create") and a publisher that finds it taken drops its copy; it also looks for the marker
 before each batch of objects it copies (COPY_BATCH, copied concurrently on S3), and stops once a rival has committed. Remaining races: (1) mode="create" is
 exclusive only where the filesystem makes it so: LocalFileSystem opens "xb" (O_EXCL); s3fs sends If-None-Match: *
@@ -146,14 +151,18 @@ def _copy_in(fs: fsspec.AbstractFileSystem, src_fs: fsspec.AbstractFileSystem, t
     committed = f"{final}/{marker}"
     tmp, final = tmp.rstrip("/"), final.rstrip("/")
     new = sorted(path[len(tmp) + 1:] for path in src_fs.find(tmp))
+    beside = False  # the new version copied beside the published one, which stays readable until the marker swaps
     if fs.exists(committed):
         if not replace:
             return False
-        fs.rm_file(committed)  # from here on readers see no folder, never a mix of old and new
-    if replace:  # objects of the old folder (or of an unfinished publish) that the new one lacks go first
+        beside = not _overlap(fs, final, new, marker)
+        if not beside:
+            fs.rm_file(committed)  # from here on readers see no folder, never a mix of old and new
+    if replace and not beside:  # objects of the old folder (or of an unfinished publish) that the new one lacks
         _remove_stale(fs, final, new)
     copy = fs.copy if src_fs is fs else fs.put  # server-side copies, or uploads
-    todo = [rel for rel in new if rel != marker]
+    # data objects before metadata objects (an array's own zarr.json names its chunks), the marker last
+    todo = sorted((rel for rel in new if rel != marker), key=lambda rel: rel.endswith(f"/{marker}"))
     for first in range(0, len(todo), COPY_BATCH):  # each batch concurrently where the backend can (s3fs)
         if first and not replace and fs.exists(committed):  # a rival committed meanwhile: theirs stays whole
             return False
@@ -163,13 +172,25 @@ def _copy_in(fs: fsspec.AbstractFileSystem, src_fs: fsspec.AbstractFileSystem, t
         fs.pipe_file(committed, src_fs.cat_file(f"{tmp}/{marker}"), mode="overwrite" if replace else "create")
     except FileExistsError:
         return False
+    if beside:  # the marker names the new version: the old one's objects go
+        _remove_stale(fs, final, new)
     return True
+
+
+def _overlap(fs: fsspec.AbstractFileSystem, final: str, new: list[str], marker: str) -> bool:
+    """Whether copying `new` into `final` would overwrite an object a reader of the published version reads. Only
+    the marker and, in a Zarr folder, the arrays' own zarr.json may be shared: readers open the consolidated
+    metadata in the root zarr.json and never read those (write_analysis alternates the chunk key encoding so
+    that successive versions share no chunk; the report names its figures by content)."""
+    old = {path[len(final) + 1:] for path in fs.find(final)}
+    ignorable = (lambda rel: rel.endswith(f"/{marker}")) if marker == ZARR_MARKER else (lambda rel: False)
+    return any(rel in old and rel != marker and not ignorable(rel) for rel in new)
 
 
 def _remove_stale(fs: fsspec.AbstractFileSystem, final: str, new: list[str]) -> None:
     """Remove what lies under `final` but is neither one of the `new` objects nor a folder above one of them (the
     folders too: memory:// keeps empty ones, which a listing would show as members)."""
-    keep = {f"{final}/{rel}" for rel in new}
+    keep = {final, *(f"{final}/{rel}" for rel in new)}  # (find(withdirs=True) lists the folder itself too)
     keep |= {f"{final}/{rel.rsplit('/', k)[0]}" for rel in new for k in range(1, rel.count("/") + 1)}
     stale = [path for path in fs.find(final) if path not in keep]
     if stale:
