@@ -166,7 +166,8 @@ def test_gpu_resource_is_never_shared_by_two_twins(smoke_catalog, data_root, tmp
     on two worker processes."""
     from distributed import Client, LocalCluster
 
-    tiny = with_train(smoke_catalog, train={"max_epochs": 1, "max_batches_per_epoch": 2},
+    tiny = with_train(smoke_catalog, train={"max_epochs": 1, "max_batches_per_epoch": 2, "max_val_samples": 100,
+                                            "init_frames": 0, "init_readout_samples": 0},
                       zoo={"archs": ["xu_cnn"], "seeds": [0, 1]})
     spans = {}
     for ask in ({"GPU": 1}, None):
