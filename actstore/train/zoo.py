@@ -176,10 +176,12 @@ def byo_line(catalog: Catalog, root: str, name: str, seed: int, folder: str) -> 
     digest = hashlib.sha256(data).hexdigest()
     entry = catalog["byo"][name]
     mfs, meta_path = filesystem(join(folder, META))
-    if mfs.exists(meta_path):
-        byo = read_meta(folder).get("provenance", {}).get("byo", {})
-        if byo.get("source_sha256") == digest and byo.get("entry") == entry:
-            return f"{name}-s{seed}: up to date (brought: {source})"
+    try:
+        byo = read_meta(folder).get("provenance", {}).get("byo", {}) if mfs.exists(meta_path) else {}
+    except UserError:  # unreadable or of an older checkpoint format: imported again
+        byo = {}
+    if byo.get("source_sha256") == digest and byo.get("entry") == entry:
+        return f"{name}-s{seed}: up to date (brought: {source})"
     from actstore.models.external import import_weights
 
     import_weights(name, entry, data, folder, {"source": source, "source_sha256": digest, "entry": entry},
