@@ -62,6 +62,22 @@ def test_a_replaced_checkpoint_is_read_whole_by_a_reader_that_raced_it(saved, mo
         load_checkpoint(str(folder))
 
 
+@pytest.mark.parametrize("arch", ["alexnet", "regnet_y_400mf"])  # built on the meta device / built normally
+def test_loading_gives_the_saved_twin_and_draws_no_random_numbers(arch, tmp_path):
+    """The loaded twin computes exactly what the saved one does. One built on the meta device (alexnet) computes
+    no initial weights, so loading leaves torch's random stream as it was; RegNet reads tensors while it is built
+    and is built normally."""
+    twin = build_twin(arch, (30, 40), {"a": 5}, encoder_dim=16, hidden_dim=8, seed=3).eval()
+    save_checkpoint(twin, str(tmp_path / arch))
+    state = torch.get_rng_state()
+    loaded, _ = load_checkpoint(str(tmp_path / arch))
+    if arch == "alexnet":
+        assert torch.equal(torch.get_rng_state(), state)
+    clips = torch.rand(2, 5, 1, 30, 40)
+    with torch.inference_mode():
+        assert torch.equal(loaded.eval()(clips, "a"), twin(clips, "a"))
+
+
 def test_roundtrip_on_fsspec_memory():
     twin = build_twin("xu_cnn", (30, 40), {"a": 5}, encoder_dim=16, hidden_dim=8, seed=2)
     save_checkpoint(twin, "memory://ckpt/xu_cnn-s2")

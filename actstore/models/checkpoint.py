@@ -89,13 +89,28 @@ def read_weights(folder: str) -> tuple[dict[str, Any], bytes]:
             continue
 
 
+def _twin_to_load(config: dict[str, Any]) -> DigitalTwin:
+    """The config's twin without initialised weights where it can be built on the meta device (the file's tensors
+    replace them: no initialisation computed, e.g. AlexNet's 58M-parameter classifier, and no RNG drawn); builders
+    that read tensor values while building (torchvision's RegNet computes its widths with tensors) build normally."""
+    import torch
+
+    from actstore.models.twin import DigitalTwin
+
+    args = (config["arch"], tuple(config["frame_shape"]), config["neurons"], config["encoder_dim"],
+            config["hidden_dim"])
+    try:
+        with torch.device("meta"):
+            return DigitalTwin(*args)
+    except (NotImplementedError, RuntimeError):
+        return DigitalTwin(*args)
+
+
 def load_checkpoint(folder: str, expect: dict[str, Any] | None = None,
                     map_location: str = "cpu") -> tuple[DigitalTwin, dict[str, Any]]:
     """The twin (a DigitalTwin, or an ExternalTwin when the config names a builder) and its metadata; `expect`
     (e.g. {"arch": ..., "encoder_dim": ...}) must match the config."""
     import torch
-
-    from actstore.models.twin import DigitalTwin
 
     meta, data = read_weights(folder)
     where = _join(str(folder), meta["weights"])
@@ -114,10 +129,12 @@ def load_checkpoint(folder: str, expect: dict[str, Any] | None = None,
             from actstore.models.external import ExternalTwin
 
             twin = ExternalTwin(config)
+            twin.load_state_dict(state, strict=True)
         else:
-            twin = DigitalTwin(config["arch"], tuple(config["frame_shape"]), config["neurons"],
-                               config["encoder_dim"], config["hidden_dim"])
-        twin.load_state_dict(state, strict=True)
+            twin = _twin_to_load(config)
+            twin.load_state_dict(state, strict=True, assign=True)
+            if any(t.is_meta for t in (*twin.parameters(), *twin.buffers())):
+                raise ValueError("a tensor of the twin is not in the state dict")
     except (KeyError, TypeError, ValueError, RuntimeError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise UserError(f"{where}: weights do not fit config ({first})") from None
