@@ -43,7 +43,8 @@ def where_running() -> dict[str, Any]:
 def run_tasks(client: Any, root: str, job: str, tasks: dict[str, Task], resources: dict[str, float] | None,
               emit: Callable[[str], None]) -> tuple[dict[str, str], list[str]]:
     """Submit one task per model name (`fn(*args)` returning a dict with its summary `line`, where_running()'s
-    fields and `end`), emit each line as it finishes, keep `<root>/jobs/<job>.json` current; returns '<name> (<error>)' for each model that failed."""
+    fields and `end`), emit each line as it finishes, keep `<root>/jobs/<job>.json` current. Returns each finished
+    model's line by name, and '<name> (<error>)' for each model that failed."""
     from distributed import wait
 
     from actstore.status import JobProgress
