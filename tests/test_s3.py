@@ -108,7 +108,7 @@ def test_analysis_store_replaced_on_s3_is_never_seen_half_written(s3, monkeypatc
 
     v1 = xr.Dataset({"a": ("x", np.arange(40.0)), "shared": ("y", np.zeros(7)), "s": ((), 1.0)}).chunk({"x": 10})
     v2 = xr.Dataset({"b": ("z", np.arange(30.0)), "shared": ("y", np.ones(7)), "s": ((), 2.0)}).chunk({"z": 5})
-    versions = {"v1": v1.assign_attrs(inputs={"v": "v1"}).compute(), "v2": v2.assign_attrs(inputs={"v": "v2"}).compute()}
+    versions = {name: ds.assign_attrs(inputs={"v": name}).compute() for name, ds in (("v1", v1), ("v2", v2))}
     root = fresh_root("replace")
 
     def state(url: str) -> str:

@@ -52,7 +52,8 @@ class Fidelity(Assay):
 
     def compute(self, sources: Sources) -> tuple[xr.Dataset, list[str]]:
         ds, truth, zoo = sources.stores[STORE], sources.analyses["ground_truth"].load(), sources.zoo
-        models = [m for m in complete_models(sources.ledgers[STORE], zoo.models) if m[0] not in sources.extra.get("byo", ())]
+        byo = sources.extra.get("byo", ())
+        models = [m for m in complete_models(sources.ledgers[STORE], zoo.models) if m[0] not in byo]
         main_contrast = float(ds.attrs.get("main_contrast", 1.0))
         per_mouse = []
         for mouse, space in ds.attrs["readout"]["spaces"].items():

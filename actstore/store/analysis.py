@@ -39,13 +39,18 @@ def write_analysis(ds: xr.Dataset, root: str, name: str, inputs: dict[str, Any] 
     return final
 
 
-def _chunk_keys(url: str) -> dict[str, str] | None:
-    """The chunk key layout of the published result at `url` (one of CHUNK_KEYS), or None when there is none."""
+def _root_meta(url: str) -> dict[str, Any] | None:
+    """The root zarr.json of the published result at `url` (attributes and consolidated metadata), or None."""
     fs, path = filesystem(url)
     try:
-        meta = json.loads(fs.cat_file(join(path, ZARR_MARKER)))
+        return json.loads(fs.cat_file(join(path, ZARR_MARKER)))
     except FileNotFoundError:
         return None
+
+
+def _chunk_keys(url: str) -> dict[str, str] | None:
+    """The chunk key layout of the published result at `url` (one of CHUNK_KEYS), or None when there is none."""
+    meta = _root_meta(url) or {}
     for array in meta.get("consolidated_metadata", {}).get("metadata", {}).values():
         if "chunk_key_encoding" in array:
             enc = array["chunk_key_encoding"]
@@ -69,9 +74,5 @@ def open_analysis(root: str, name: str, dask: bool = True) -> xr.Dataset | None:
 def analysis_inputs(root: str, name: str) -> dict[str, Any] | None:
     """What an existing result was computed from (None when absent), read from its zarr.json alone: compare to
     decide staleness without opening the result."""
-    fs, p = filesystem(Layout(root).analysis(name))
-    try:
-        meta = json.loads(fs.cat_file(join(p, ZARR_MARKER)))
-    except FileNotFoundError:
-        return None
-    return dict(meta.get("attributes", {}).get("inputs", {}))
+    meta = _root_meta(Layout(root).analysis(name))
+    return None if meta is None else dict(meta.get("attributes", {}).get("inputs", {}))

@@ -21,7 +21,8 @@ first deletes the old marker (readers see no folder from then on), then the old 
 have, then copies the new ones over the rest: whenever the marker is there, every object under it is of the
 marker's version, never a mix; while it copies, the folder is absent (an object store has no atomic swap of many
 objects; local disks do). A reader that opened the old version and reads its objects after the swap finds them
-gone (a Zarr reader then gets fill values for the missing chunks): reopen after a publish. With `replace=False` (first publisher wins) the marker is written
+gone (a Zarr reader then gets fill values for the missing chunks): reopen after a publish.
+With `replace=False` (first publisher wins) the marker is written
 with pipe_file(mode="create") and a publisher that finds it taken drops its copy; it also looks for the marker
 before each batch of objects it copies (COPY_BATCH, copied concurrently on S3), and stops once a rival has committed. Remaining races: (1) mode="create" is
 exclusive only where the filesystem makes it so: LocalFileSystem opens "xb" (O_EXCL); s3fs sends If-None-Match: *
