@@ -5,7 +5,9 @@ train_overrides, optional --set overrides for all archs) into a scratch folder o
 synthetic data of the root. After every epoch the validation r is divided by the validation
 noise ceiling (the true rates' r with the counts on the same samples); at the end the best
 checkpoint's test fraction of the ceiling (chunked r, design 6.1) is printed per mouse, with samples
-seen and the wall time (validation and the final test scoring included).
+seen and the wall time (validation and the final test scoring included). The training and validation
+losses per epoch beside the curve say whether an arch that stays low underfits (its training loss does
+not fall) or overfits (its training loss falls while validation does not).
 
     .venv/bin/python bench/learning.py [--profile demo] [--root stores] [--arch A ...] [--set key=value ...]
 
@@ -86,8 +88,10 @@ def main() -> None:
         wall = time.perf_counter() - t0
         curve = " ".join(f"{h['val_r'] / ceiling:.2f}" for h in result["history"])
         test = {m: s["ceiling_fraction"] for m, s in result["neural"].items()}
-        print(f"{arch}: val fraction of ceiling after the init (epoch 0), then per epoch of {per_epoch} samples: {curve}",
-              flush=True)
+        print(f"{arch}: val fraction of ceiling after the init (epoch 0), then per epoch of {per_epoch} samples: {curve}")
+        losses = " ".join(f"{h['train_loss']:.4f}/{h['val_loss']:.4f}" if h["train_loss"] is not None
+                          else f"-/{h['val_loss']:.4f}" for h in result["history"])
+        print(f"{arch}: Poisson loss per epoch, train (mean over its batches) / val: {losses}", flush=True)
         rows.append((arch, result["epochs"], result["best_epoch"], result["epochs"] * per_epoch, wall,
                      np.mean(list(test.values())), test))
     print(f"\n{'arch':<16} {'epochs':>6} {'best':>5} {'samples':>8} {'wall s':>7} {'samples/s':>9} {'test frac':>9}"
