@@ -3,7 +3,9 @@
 Each arch is trained by the real training loop (`train_model`, the profile's settings after
 train_overrides, optional --set overrides for all archs) into a scratch folder on the prepared
 synthetic data of the root. After every epoch the validation r is divided by the validation
-noise ceiling (the true rates' r with the counts on the same samples); at the end the best
+noise ceiling (the true rates' r with the counts on the same samples), both r inside the test's
+chunks (evaluation.chunk_samples, design 6.1; shorter where a validation stretch is), so the curve
+ends where the test column starts; at the end the best
 checkpoint's test fraction of the ceiling (chunked r, design 6.1) is printed per mouse, with samples
 seen and the wall time (validation and the final test scoring included). The training and validation
 losses per epoch beside the curve say whether an arch that stays low underfits (its training loss does
@@ -28,9 +30,10 @@ import yaml
 from actstore.catalog import load_catalog
 from actstore.data import data_fingerprint, load_sessions
 from actstore.train.dataset import select_chunks
+from actstore.train.evaluate import chunk_pieces
 from actstore.train.loop import train_model
 from actstore.train.zoo import spec_for
-from actstore.train.metrics import prediction_r
+from actstore.train.metrics import pieces_neuron_r
 
 
 def with_setting(cfg: dict, assignment: str) -> dict:
@@ -52,11 +55,12 @@ def with_setting(cfg: dict, assignment: str) -> dict:
 
 
 def validation_ceiling(sessions: dict, cfg: dict, context: int, chunk: int) -> float:
-    """Mean over all neurons of the true rates' r with the counts on the validation samples training scores."""
+    """Mean over all neurons of the true rates' r with the counts on the validation samples training scores,
+    inside the same pieces as its validation r."""
     rs = []
     for s in sessions.values():
         idx = select_chunks(s.targets("validate", context), chunk, cfg["max_val_samples"])
-        rs.append(prediction_r(s.truth["rates"][idx].astype(np.float64), s.counts[idx].astype(np.float64)))
+        rs.append(pieces_neuron_r(s.truth["rates"][idx], s.counts[idx], chunk_pieces(idx, chunk)))
     r = np.concatenate(rs)
     return float(np.mean(r[np.isfinite(r)]))
 

@@ -22,8 +22,8 @@ from actstore.data.session import Session, segment_lengths, split_labels
 from actstore.models import build_twin, load_checkpoint
 from actstore.train import loop, zoo
 from actstore.train.dataset import consecutive_runs, epoch_batches, gather, run_starts, select_chunks, whole_chunks, window_rates
-from actstore.train.evaluate import validation_scores
-from actstore.train.metrics import box_smoothed, smoothed_neuron_r
+from actstore.train.evaluate import chunk_pieces, predict, validation_scores
+from actstore.train.metrics import box_smoothed, chunked_neuron_r, pieces_neuron_r, prediction_r, smoothed_neuron_r
 
 SHAPE = (30, 40)
 CONTEXT = 5
@@ -156,7 +156,7 @@ def test_training_lowers_validation_loss(sessions, uninterrupted):
     twin = build_twin("alexnet", SHAPE, {m: s.n_neurons for m, s in sessions.items()}, 16, 32, seed=0)
     val = {m: select_chunks(s.targets("validate", CONTEXT), 100, spec.train["max_val_samples"])
            for m, s in sessions.items()}
-    before, _ = validation_scores(twin, sessions, val, CONTEXT, torch.device("cpu"))
+    before, _ = validation_scores(twin, sessions, val, CONTEXT, torch.device("cpu"), 100)
     assert result["best_val_loss"] < before
     assert result["status"] == "trained" and result["epochs"] == 3
     prov = meta["provenance"]
@@ -165,6 +165,27 @@ def test_training_lowers_validation_loss(sessions, uninterrupted):
     assert meta["sha256"] == result["sha256"]
     for mouse, score in prov["neural"].items():
         assert -1 <= score["r_neuron"] <= 1 and 0 < score["ceiling"] <= 1 and score["n_samples"] == 200
+
+
+def test_validation_r_is_the_test_score_inside_chunks(sessions):
+    """Validation r is the test's per-neuron r inside chunks of consecutive samples (a stretch's short tail is a
+    shorter piece, never joined to the next stretch), so a slow drift across chunks earns nothing."""
+    targets = np.r_[np.arange(100, 350), np.arange(600, 700)]  # 2.5 chunks, then one chunk after a gap
+    assert chunk_pieces(targets, 100) == [100, 100, 50, 100]
+    twin = build_twin("alexnet", SHAPE, {m: s.n_neurons for m, s in sessions.items()}, 16, 32, seed=0)
+    mouse, session = next(iter(sessions.items()))
+    _, r = validation_scores(twin, {mouse: session}, {mouse: targets}, CONTEXT, torch.device("cpu"), 100)
+    pred = predict(twin, session, mouse, targets, CONTEXT, torch.device("cpu"))
+    obs = session.counts[targets].astype(np.float64)
+    pieces = [prediction_r(pred[a:b], obs[a:b]) for a, b in ((0, 100), (100, 200), (200, 250), (250, 350))]
+    assert r == pytest.approx(float(np.mean(np.nanmean(pieces, axis=0))), abs=1e-12)
+    whole = np.r_[0:200, 250:350]
+    assert np.allclose(pieces_neuron_r(pred[whole], obs[whole], [100] * 3), chunked_neuron_r(pred[whole], obs[whole]),
+                       equal_nan=True)
+    drift = np.repeat(np.arange(3.0), 100)[:, None] + 0 * obs[whole]  # constant inside each chunk
+    obs_drift = obs[whole] + 10 * drift
+    assert (prediction_r(drift, obs_drift) > 0.1).all()  # a plain r rewards the drift
+    assert np.nanmax(np.abs(chunked_neuron_r(drift, obs_drift, 100))) == 0  # the chunked r does not
 
 
 def test_killed_then_resumed_training_ends_with_the_same_weights(sessions, uninterrupted, tmp_path, monkeypatch):

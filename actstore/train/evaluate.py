@@ -12,7 +12,7 @@ from actstore.errors import UserError
 from actstore.data.session import Session
 from actstore.models.twin import DigitalTwin
 from actstore.train.dataset import consecutive_runs, select_chunks, whole_chunks, window_states
-from actstore.train.metrics import chunked_neuron_r, overall_r, prediction_r, smoothed_neuron_r
+from actstore.train.metrics import chunked_neuron_r, overall_r, pieces_neuron_r, smoothed_neuron_r
 
 EVAL_RUN = 256  # targets per encoder call when predicting
 
@@ -50,15 +50,22 @@ def poisson_loss(rates: np.ndarray, counts: np.ndarray, eps: float = 1e-8) -> fl
 
 
 def validation_scores(twin: DigitalTwin, sessions: dict[str, Session], targets: dict[str, np.ndarray],
-                      context: int, device: torch.device) -> tuple[float, float]:
-    """(loss, r) on the validation samples: Poisson NLL averaged over mice, mean per-neuron r over all neurons."""
+                      context: int, device: torch.device, chunk: int) -> tuple[float, float]:
+    """(loss, r) on the validation samples: Poisson NLL averaged over mice, and the per-neuron r inside pieces of
+    at most `chunk` consecutive samples (`chunk_pieces`: the test's chunks where the samples fill them), mean over
+    all neurons. A plain r over the whole split would also reward the slow luminance drift, as the test does not."""
     losses, rs = [], []
     for mouse, session in sessions.items():
         pred = predict(twin, session, mouse, targets[mouse], context, device)
         obs = session.counts[targets[mouse]].astype(np.float64)
         losses.append(poisson_loss(pred, obs))
-        rs.append(prediction_r(pred, obs))
+        rs.append(pieces_neuron_r(pred, obs, chunk_pieces(targets[mouse], chunk)))
     return float(np.mean(losses)), nan_mean(np.concatenate(rs))
+
+
+def chunk_pieces(targets: np.ndarray, chunk: int) -> list[int]:
+    """The lengths of the sorted `targets`' runs of consecutive bins, each cut into pieces of at most `chunk`."""
+    return [len(run) for run in consecutive_runs(targets, chunk)]
 
 
 def test_targets(session: Session, context: int, chunk: int, max_samples: int) -> np.ndarray:

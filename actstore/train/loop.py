@@ -131,7 +131,7 @@ def train_model(spec: Spec, sessions: dict[str, Session], folder: str, device: t
     }
     resumed_from = state["epoch"]
     if not state["history"]:  # the initialized twin is epoch 0: training keeps it unless validation improves on it
-        val_loss, val_r = validation_scores(twin, sessions, val_targets, context, device)
+        val_loss, val_r = validation_scores(twin, sessions, val_targets, context, device, chunk)
         state.update(best_loss=val_loss, best_weights=_cpu_state(twin), wall_s=time.perf_counter() - t_init,
                      history=[{"epoch": 0, "train_loss": None, "val_loss": val_loss, "val_r": val_r,
                                "lr": [g["lr"] for g in opt.param_groups]}])
@@ -156,7 +156,7 @@ def train_model(spec: Spec, sessions: dict[str, Session], folder: str, device: t
             batch = make_batch(sessions[mouse], mouse, starts, cfg["run_length"], context, device)
             losses.append(train_step(twin, batch, opt, cfg, context))
             bar.set_postfix_str(f"batch {k + 1}/{len(batches)} loss {np.mean(losses):.4f}", refresh=True)
-        val_loss, val_r = validation_scores(twin, sessions, val_targets, context, device)
+        val_loss, val_r = validation_scores(twin, sessions, val_targets, context, device, chunk)
         plateau.step(val_loss)
         epoch += 1
         if val_loss < state["best_loss"]:

@@ -24,13 +24,17 @@ def prediction_r(pred: np.ndarray, obs: np.ndarray) -> np.ndarray:
 def chunked_neuron_r(pred: np.ndarray, obs: np.ndarray, chunk: int = 100) -> np.ndarray:
     """Per-neuron r (`prediction_r`) computed inside non-overlapping `chunk`-sample chunks (a short tail is
     dropped), then averaged over chunks, ignoring chunks where the neuron's observation is constant. (T, N) -> (N,)."""
-    n = (len(pred) // chunk) * chunk
-    if n == 0:
+    return pieces_neuron_r(pred, obs, [chunk] * (len(pred) // chunk))
+
+
+def pieces_neuron_r(pred: np.ndarray, obs: np.ndarray, pieces: list[int]) -> np.ndarray:
+    """Per-neuron r inside consecutive pieces of the given lengths (in order, from the first sample), averaged
+    over pieces, ignoring pieces where the neuron's observation is constant; NaN without any. (T, N) -> (N,)."""
+    edges = np.cumsum([0, *pieces])
+    if not pieces:
         return np.full(pred.shape[1], np.nan)
-    shape = (n // chunk, chunk, pred.shape[1])
-    p = np.asarray(pred[:n], dtype=np.float64).reshape(shape)
-    o = np.asarray(obs[:n], dtype=np.float64).reshape(shape)
-    rs = np.stack([prediction_r(p[k], o[k]) for k in range(shape[0])])
+    p, o = np.asarray(pred, dtype=np.float64), np.asarray(obs, dtype=np.float64)
+    rs = np.stack([prediction_r(p[a:b], o[a:b]) for a, b in zip(edges[:-1], edges[1:])])
     ok = np.isfinite(rs)
     count = ok.sum(axis=0)
     total = np.where(ok, rs, 0.0).sum(axis=0)
