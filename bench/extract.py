@@ -7,9 +7,9 @@ and feature space.
 Extraction includes what `actstore extract` does per model besides the forward passes: the forward hooks
 that capture the layer spaces (catalog spaces.layers, for the recipes in spaces.recipes) and their reduction,
 reading and checking the stimulus frames, the writer thread's buffer copies, NaN padding and checksums, the
-chunk writers' compression and region writes, the ledger entry. Both sides load the checkpoint. The last row extracts every arch in one call, as `actstore extract` runs a
-zoo (the frames read once per seed, each model's writes overlapping the next model's forward passes), against
-the sum of the bare runs.
+chunk writers' compression and region writes, the ledger entry. Both sides load the checkpoint. The last
+row extracts every arch in one call, as `actstore extract` runs a zoo (the frames read once per seed, each
+model's writes overlapping the next model's forward passes), against the sum of the bare runs.
 
 Targets, on CPU for every arch, minimum over repeats: wall ratio <= 1.10 with layer spaces (issue 12) and
 <= 1.05 (issue 15: compression and writes overlap the forward passes and never stall them; where the forward

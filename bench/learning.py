@@ -92,7 +92,8 @@ def main() -> None:
         wall = time.perf_counter() - t0
         curve = " ".join(f"{h['val_r'] / ceiling:.2f}" for h in result["history"])
         test = {m: s["ceiling_fraction"] for m, s in result["neural"].items()}
-        print(f"{arch}: val fraction of ceiling after the init (epoch 0), then per epoch of {per_epoch} samples: {curve}")
+        print(f"{arch}: val fraction of ceiling after the init (epoch 0), then per epoch of {per_epoch} samples: "
+              f"{curve}")
         losses = " ".join(f"{h['train_loss']:.4f}/{h['val_loss']:.4f}" if h["train_loss"] is not None
                           else f"-/{h['val_loss']:.4f}" for h in result["history"])
         print(f"{arch}: Poisson loss per epoch, train (mean over its batches) / val: {losses}", flush=True)

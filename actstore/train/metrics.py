@@ -30,9 +30,9 @@ def chunked_neuron_r(pred: np.ndarray, obs: np.ndarray, chunk: int = 100) -> np.
 def pieces_neuron_r(pred: np.ndarray, obs: np.ndarray, pieces: list[int]) -> np.ndarray:
     """Per-neuron r inside consecutive pieces of the given lengths (in order, from the first sample), averaged
     over pieces, ignoring pieces where the neuron's observation is constant; NaN without any. (T, N) -> (N,)."""
-    edges = np.cumsum([0, *pieces])
     if not pieces:
         return np.full(pred.shape[1], np.nan)
+    edges = np.cumsum([0, *pieces])
     p, o = np.asarray(pred, dtype=np.float64), np.asarray(obs, dtype=np.float64)
     rs = np.stack([prediction_r(p[a:b], o[a:b]) for a, b in zip(edges[:-1], edges[1:])])
     ok = np.isfinite(rs)
