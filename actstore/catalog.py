@@ -119,6 +119,7 @@ TRAIN: dict[str, Any] = {
     "max_val_samples": _int(0),
     "init_frames": _int(0),
     "init_readout_samples": _int(0),
+    "dropout": _bool,
     "early_stop_patience": _int(1),
     "grad_clip": _float(0.0),
     "l1": _float(0.0),

@@ -188,6 +188,19 @@ def test_validation_r_is_the_test_score_inside_chunks(sessions):
     assert np.nanmax(np.abs(chunked_neuron_r(drift, obs_drift, 100))) == 0  # the chunked r does not
 
 
+@pytest.mark.parametrize("arch", ["xu_cnn", "efficientnet_b0"])  # dropout in every block; stochastic depth
+def test_dropout_off_makes_training_mode_deterministic_and_keeps_batch_norm_training(arch):
+    twin = build_twin(arch, SHAPE, {"mouse0": 4}, 16, 32, seed=0)
+    clips = torch.rand(4, CONTEXT, 1, *SHAPE, generator=torch.Generator().manual_seed(0))
+    twin.train()
+    with torch.no_grad():
+        assert not torch.equal(twin(clips, "mouse0"), twin(clips, "mouse0"))  # dropout draws anew
+        loop.dropout_off(twin)
+        torch.testing.assert_close(twin(clips, "mouse0"), twin(clips, "mouse0"), rtol=0, atol=0)
+    norms = [m for m in twin.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert norms and all(m.training for m in norms)
+
+
 def test_killed_then_resumed_training_ends_with_the_same_weights(sessions, uninterrupted, tmp_path, monkeypatch):
     class Killed(Exception):
         pass

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch.nn import functional as F
+from torchvision.ops import StochasticDepth
 from tqdm.auto import tqdm
 
 from actstore.data.session import Session
@@ -90,6 +91,13 @@ def _init_from_data(twin: DigitalTwin, sessions: dict[str, Session], cfg: dict[s
                     states(twin, session, val_targets[mouse], context, device), session.counts[val_targets[mouse]])
 
 
+def dropout_off(twin: torch.nn.Module) -> None:
+    """Dropout and stochastic depth to eval mode (identity) while the rest of the twin (batch norm) trains."""
+    for module in twin.modules():
+        if isinstance(module, (torch.nn.modules.dropout._DropoutNd, StochasticDepth)):
+            module.eval()
+
+
 def train_step(twin: DigitalTwin, batch: Batch, opt: torch.optim.Optimizer, cfg: dict[str, Any], context: int) -> float:
     """One optimizer step on one mouse's batch: Poisson NLL + l1 * mean|W| of its readout, clipped; returns the NLL."""
     rates = window_rates(twin, batch.frames, batch.mouse, context)
@@ -151,6 +159,8 @@ def train_model(spec: Spec, sessions: dict[str, Session], folder: str, device: t
         if not batches:
             raise UserError(f"train.batch_size: {cfg['batch_size']} is larger than any session's optimize split")
         twin.train()
+        if not cfg["dropout"]:
+            dropout_off(twin)
         losses = []
         for k, (mouse, starts) in enumerate(batches):
             batch = make_batch(sessions[mouse], mouse, starts, cfg["run_length"], context, device)
