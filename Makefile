@@ -15,5 +15,7 @@ install: $(STAMP)
 run: $(STAMP)
 	$(VENV)/bin/actstore run $(ARGS)
 
+# the suite in one pytest-xdist worker per core; each test file stays in one worker, so its module fixtures are built
+# once, and the session's smoke root is built once for all workers (tests/conftest.py)
 test: $(STAMP)
-	$(VENV)/bin/python -m pytest -q $(ARGS)
+	$(VENV)/bin/python -m pytest -q -n auto --dist loadfile $(ARGS)

@@ -15,10 +15,20 @@ def smoke_catalog():
 def smoke_root(tmp_path_factory, smoke_catalog) -> str:
     """A root with smoke data, trained smoke twins, every store and every analysis (no report).
 
-    Built once by `actstore.pipeline.run_all`; tests must treat it as read-only.
+    Built once per test session by `actstore.pipeline.run_all`, also when pytest-xdist runs the suite in several
+    workers: the first builds it in the session's shared folder under a file lock, the others then find it up to
+    date. Tests must treat it as read-only.
     """
+    import os
+
+    from filelock import FileLock
+
     from actstore.pipeline import run_all
 
-    root = str(tmp_path_factory.mktemp("smoke-root"))
-    run_all(smoke_catalog, root, steps=("data", "train", "extract", "analyze"))
-    return root
+    if "PYTEST_XDIST_WORKER" not in os.environ:  # one process: a folder of its own
+        root = tmp_path_factory.mktemp("smoke-root")
+    else:  # the workers' folders share the session's parent folder
+        root = tmp_path_factory.getbasetemp().parent / "smoke-root"
+    with FileLock(f"{root}.lock"):
+        run_all(smoke_catalog, str(root), steps=("data", "train", "extract", "analyze"))
+    return str(root)
