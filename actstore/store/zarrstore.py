@@ -10,6 +10,7 @@ import hashlib
 import warnings
 from contextlib import contextmanager
 from math import prod
+from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
@@ -207,9 +208,18 @@ class ActivationStore:
         return sum(self.is_complete(a, s) for a in self.archs for s in self.seeds)
 
     def begin(self, arch: str, seed: int) -> None:
-        """Mark a model incomplete before its region is (re)written."""
+        """Mark a model incomplete before its region is (re)written, and remove what a killed writer of that region
+        left: zarr's local store writes each chunk to `<key>.<uuid>.partial` and then renames it, so a SIGKILL
+        leaves one such file per chunk in flight (object stores write whole objects and leave none)."""
         i, j = self.slot(arch, seed)
         self.array("complete")[i, j] = False
+        location = zarr_location(self.url)
+        if "://" in location:
+            return
+        for name in (*self.spaces, "complete", "provenance"):  # every array chunks (arch, seed) one model apiece
+            chunks = Path(location, name, "c", str(i))
+            for leftover in (*chunks.glob(f"{j}.*.partial"), *(chunks / str(j)).rglob("*.partial")):
+                leftover.unlink(missing_ok=True)
 
     def finish(self, arch: str, seed: int, entry_json: str) -> None:
         """Record the model's ledger entry, then its complete flag (last, once everything is flushed)."""
