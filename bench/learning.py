@@ -9,7 +9,9 @@ ends where the test column starts; at the end the best
 checkpoint's test fraction of the ceiling (chunked r, design 6.1) is printed per mouse, with samples
 seen and the wall time (validation and the final test scoring included). The training and validation
 losses per epoch beside the curve say whether an arch that stays low underfits (its training loss does
-not fall) or overfits (its training loss falls while validation does not).
+not fall) or overfits (its training loss falls while validation does not); beside them stands the loss of
+predicting each neuron's mean count at every bin, where a twin whose features tell its readout nothing stays.
+The table's `val gain` is the best checkpoint's validation loss minus that mean-rate loss (0: nothing learned).
 
     .venv/bin/python bench/learning.py [--profile demo] [--root stores] [--arch A ...] [--set key=value ...]
 
@@ -30,7 +32,7 @@ import yaml
 from actstore.catalog import load_catalog
 from actstore.data import data_fingerprint, load_sessions
 from actstore.train.dataset import select_chunks
-from actstore.train.evaluate import chunk_pieces
+from actstore.train.evaluate import chunk_pieces, poisson_loss
 from actstore.train.loop import train_model
 from actstore.train.zoo import spec_for
 from actstore.train.metrics import pieces_neuron_r
@@ -65,6 +67,21 @@ def validation_ceiling(sessions: dict, cfg: dict, context: int, chunk: int) -> f
     return float(np.mean(r[np.isfinite(r)]))
 
 
+def mean_rate_losses(sessions: dict, cfg: dict, context: int, chunk: int) -> tuple[float, float]:
+    """Poisson loss (training samples, validation samples; mean over mice) of predicting every bin by each neuron's
+    mean count over its mouse's training samples: a twin that stays there learned nothing its readout biases alone
+    do not fit (features that tell the readout nothing about the neurons)."""
+    train, val = [], []
+    for s in sessions.values():
+        fit = s.targets("optimize", context)
+        mean = s.counts[fit].mean(0, keepdims=True)
+        idx = select_chunks(s.targets("validate", context), chunk, cfg["max_val_samples"])
+        for targets, out in ((fit, train), (idx, val)):
+            counts = s.counts[targets].astype(np.float64)
+            out.append(poisson_loss(np.broadcast_to(mean, counts.shape), counts))
+    return float(np.mean(train)), float(np.mean(val))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--profile", default="demo")
@@ -85,6 +102,7 @@ def main() -> None:
             spec = dataclasses.replace(spec, train=with_setting(spec.train, assignment))
         cfg = spec.train
         ceiling = validation_ceiling(sessions, cfg, context, chunk)
+        mean_train, mean_val = mean_rate_losses(sessions, cfg, context, chunk)
         per_epoch = cfg["batch_size"] * cfg["max_batches_per_epoch"]
         t0 = time.perf_counter()
         with tempfile.TemporaryDirectory() as folder:
@@ -96,14 +114,16 @@ def main() -> None:
               f"{curve}")
         losses = " ".join(f"{h['train_loss']:.4f}/{h['val_loss']:.4f}" if h["train_loss"] is not None
                           else f"-/{h['val_loss']:.4f}" for h in result["history"])
-        print(f"{arch}: Poisson loss per epoch, train (mean over its batches) / val: {losses}", flush=True)
+        print(f"{arch}: Poisson loss per epoch, train (mean over its batches) / val: {losses}; each neuron's mean "
+              f"count predicted at every bin: {mean_train:.4f}/{mean_val:.4f}", flush=True)
         rows.append((arch, result["epochs"], result["best_epoch"], result["epochs"] * per_epoch, wall,
-                     np.mean(list(test.values())), test))
-    print(f"\n{'arch':<16} {'epochs':>6} {'best':>5} {'samples':>8} {'wall s':>7} {'samples/s':>9} {'test frac':>9}"
-          "   per mouse")
-    for arch, epochs, best, samples, wall, mean, test in rows:
+                     result["best_val_loss"] - mean_val, np.mean(list(test.values())), test))
+    print(f"\n{'arch':<16} {'epochs':>6} {'best':>5} {'samples':>8} {'wall s':>7} {'samples/s':>9} {'val gain':>9}"
+          f" {'test frac':>9}   per mouse")
+    for arch, epochs, best, samples, wall, gain, mean, test in rows:
         mice = " ".join(f"{v:.2f}" for v in test.values())
-        print(f"{arch:<16} {epochs:6d} {best:5d} {samples:8d} {wall:7.0f} {samples / wall:9.1f} {mean:9.2f}   {mice}")
+        print(f"{arch:<16} {epochs:6d} {best:5d} {samples:8d} {wall:7.0f} {samples / wall:9.1f} {gain:9.4f} "
+              f"{mean:9.2f}   {mice}")
 
 
 if __name__ == "__main__":
