@@ -359,12 +359,28 @@ def test_fit_readout_recovers_a_known_linear_readout():
         return np.log1p(np.exp(s.numpy() @ w.T + b))
 
     counts, val_counts = rng.poisson(true_rates(h)), rng.poisson(true_rates(h_val))
-    fit_readout(twin, "mouse0", h, counts, h_val, val_counts)
+    fit_readout(twin, "mouse0", h, counts, h_val, val_counts, counts.mean(0))
     with torch.no_grad():
         pred = twin.rates(h_new, "mouse0").numpy()
     r = [np.corrcoef(pred[:, i], true_rates(h_new)[:, i])[0, 1] for i in range(20)]
     assert np.min(r) > 0.9, r
     np.testing.assert_allclose(pred.mean(0), true_rates(h_new).mean(0), rtol=0.25)
+
+
+def test_fit_readout_never_does_worse_on_validation_than_the_bias_only_init():
+    """States that say nothing about the counts, fitted on a sample whose mean count is off the whole training
+    split's: the readout chosen is no worse on validation than the bias-only init (each neuron's split mean)."""
+    from actstore.train.datainit import fit_readout, mean_count_bias
+    from actstore.train.evaluate import poisson_loss
+
+    rng = np.random.default_rng(1)
+    twin = build_twin("xu_cnn", SHAPE, {"mouse0": 20}, 16, 32, seed=0)
+    split_mean = rng.uniform(0.2, 2.0, 20)
+    h, h_val = (torch.as_tensor(rng.normal(size=(n, 32)), dtype=torch.float32) for n in (2000, 2000))
+    counts, val_counts = rng.poisson(1.3 * split_mean, (2000, 20)), rng.poisson(split_mean, (2000, 20))
+    loss = fit_readout(twin, "mouse0", h, counts, h_val, val_counts, split_mean)
+    init = torch.nn.functional.softplus(mean_count_bias(torch.as_tensor(split_mean, dtype=torch.float32)))
+    assert loss <= poisson_loss(np.broadcast_to(init.numpy().astype(np.float64), val_counts.shape), val_counts) + 1e-9
 
 
 def test_the_initialized_twin_is_the_checkpoint_unless_an_epoch_beats_it(sessions, tmp_path):

@@ -79,17 +79,18 @@ def _softplus_readout(beta: torch.Tensor, mu: torch.Tensor, sd: torch.Tensor, st
 
 @torch.no_grad()
 def fit_readout(twin: DigitalTwin, mouse: str, states: torch.Tensor, counts: np.ndarray,
-                val_states: torch.Tensor, val_counts: np.ndarray) -> float:
+                val_states: torch.Tensor, val_counts: np.ndarray, mean_counts: np.ndarray) -> float:
     """Set one mouse's readout to a ridge fit of counts on the twin's GRU states (a linear probe before fine-tuning,
-    Kumar et al. 2022), made a softplus readout by `_softplus_readout`. The ridge strength is the one of RIDGE_GRID
-    whose readout has the lowest Poisson loss on the validation samples (biases alone are a candidate, so the fit
-    never does worse there than the bias-only init); returns that loss."""
+    Kumar et al. 2022), made a softplus readout by `_softplus_readout` whose mean rate is `mean_counts` (each neuron's
+    mean count over the whole training split, of which `counts` are a sample). The ridge strength is the one of
+    RIDGE_GRID whose readout has the lowest Poisson loss on the validation samples (biases alone, the bias-only
+    init's, are a candidate, so the fit never does worse there than that init); returns that loss."""
     h, hv = states.double().cpu(), val_states.double().cpu()
     mu, sd = h.mean(0), h.std(0) + EPS
     z = (h - mu) / sd
     y, yv = torch.as_tensor(counts, dtype=torch.float64), torch.as_tensor(val_counts, dtype=torch.float64)
-    mean = y.mean(0)
-    gram, cross = z.T @ z, z.T @ (y - mean)
+    mean = torch.as_tensor(mean_counts, dtype=torch.float64)
+    gram, cross = z.T @ z, z.T @ (y - y.mean(0))
     best, best_loss = None, np.inf
     for strength in RIDGE_GRID:
         beta = (torch.zeros_like(cross) if strength == float("inf")

@@ -88,7 +88,8 @@ def _init_from_data(twin: DigitalTwin, sessions: dict[str, Session], cfg: dict[s
     for mouse, session in sessions.items():
         fit = select_chunks(session.targets("optimize", context), chunk, cfg["init_readout_samples"])
         fit_readout(twin, mouse, states(twin, session, fit, context, device), session.counts[fit],
-                    states(twin, session, val_targets[mouse], context, device), session.counts[val_targets[mouse]])
+                    states(twin, session, val_targets[mouse], context, device), session.counts[val_targets[mouse]],
+                    means[mouse])
 
 
 def dropout_off(twin: torch.nn.Module) -> None:
