@@ -31,8 +31,7 @@ import yaml
 
 from actstore.catalog import load_catalog
 from actstore.data import data_fingerprint, load_sessions
-from actstore.train.dataset import select_chunks
-from actstore.train.evaluate import chunk_pieces, poisson_loss
+from actstore.train.evaluate import chunk_pieces, poisson_loss, validation_targets
 from actstore.train.loop import train_model
 from actstore.train.zoo import spec_for
 from actstore.train.metrics import pieces_neuron_r
@@ -60,8 +59,8 @@ def validation_ceiling(sessions: dict, cfg: dict, context: int, chunk: int) -> f
     """Mean over all neurons of the true rates' r with the counts on the validation samples training scores,
     inside the same pieces as its validation r."""
     rs = []
-    for s in sessions.values():
-        idx = select_chunks(s.targets("validate", context), chunk, cfg["max_val_samples"])
+    for mouse, idx in validation_targets(sessions, context, chunk, cfg["max_val_samples"]).items():
+        s = sessions[mouse]
         rs.append(pieces_neuron_r(s.truth["rates"][idx], s.counts[idx], chunk_pieces(idx, chunk)))
     r = np.concatenate(rs)
     return float(np.mean(r[np.isfinite(r)]))
@@ -72,10 +71,10 @@ def mean_rate_losses(sessions: dict, cfg: dict, context: int, chunk: int) -> tup
     mean count over its mouse's training samples: a twin that stays there learned nothing its readout biases alone
     do not fit (features that tell the readout nothing about the neurons)."""
     train, val = [], []
-    for s in sessions.values():
+    for mouse, idx in validation_targets(sessions, context, chunk, cfg["max_val_samples"]).items():
+        s = sessions[mouse]
         fit = s.targets("optimize", context)
         mean = s.counts[fit].mean(0, keepdims=True)
-        idx = select_chunks(s.targets("validate", context), chunk, cfg["max_val_samples"])
         for targets, out in ((fit, train), (idx, val)):
             counts = s.counts[targets].astype(np.float64)
             out.append(poisson_loss(np.broadcast_to(mean, counts.shape), counts))

@@ -22,7 +22,7 @@ from actstore.data.session import Session, segment_lengths, split_labels
 from actstore.models import build_twin, load_checkpoint
 from actstore.train import loop, zoo
 from actstore.train.dataset import consecutive_runs, epoch_batches, gather, run_starts, select_chunks, whole_chunks, window_rates
-from actstore.train.evaluate import chunk_pieces, predict, validation_scores
+from actstore.train.evaluate import chunk_pieces, predict, validation_scores, validation_targets
 from actstore.train.metrics import box_smoothed, chunked_neuron_r, pieces_neuron_r, prediction_r, smoothed_neuron_r
 
 SHAPE = (30, 40)
@@ -154,8 +154,7 @@ def test_training_lowers_validation_loss(sessions, uninterrupted):
     result, weights, meta = uninterrupted
     spec = smoke_spec()
     twin = build_twin("alexnet", SHAPE, {m: s.n_neurons for m, s in sessions.items()}, 16, 32, seed=0)
-    val = {m: select_chunks(s.targets("validate", CONTEXT), 100, spec.train["max_val_samples"])
-           for m, s in sessions.items()}
+    val = validation_targets(sessions, CONTEXT, 100, spec.train["max_val_samples"])
     before, _ = validation_scores(twin, sessions, val, CONTEXT, torch.device("cpu"), 100)
     assert result["best_val_loss"] < before
     assert result["status"] == "trained" and result["epochs"] == 3

@@ -63,6 +63,12 @@ def validation_scores(twin: DigitalTwin, sessions: dict[str, Session], targets: 
     return float(np.mean(losses)), nan_mean(np.concatenate(rs))
 
 
+def validation_targets(sessions: dict[str, Session], context: int, chunk: int, max_samples: int) -> dict[str, np.ndarray]:
+    """Each mouse's validation samples that training scores: whole chunks of its validate split, at most
+    `max_samples` of them, evenly spread (0 = all)."""
+    return {m: select_chunks(s.targets("validate", context), chunk, max_samples) for m, s in sessions.items()}
+
+
 def chunk_pieces(targets: np.ndarray, chunk: int) -> list[int]:
     """The lengths of the sorted `targets`' runs of consecutive bins, each cut into pieces of at most `chunk`."""
     return [len(run) for run in consecutive_runs(targets, chunk)]

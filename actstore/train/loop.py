@@ -29,7 +29,7 @@ from actstore.store.publish import publish_file
 from actstore.store.root import filesystem, join
 from actstore.train.datainit import data_dependent_init, fit_readout
 from actstore.train.dataset import Batch, epoch_batches, make_batch, select_chunks, window_rates
-from actstore.train.evaluate import neural_scores, states, test_targets, validation_scores
+from actstore.train.evaluate import neural_scores, states, test_targets, validation_scores, validation_targets
 from actstore.train.zoo import Spec, model_status
 
 INIT_STREAM = 2**31 - 1  # the init's random draws use a stream no epoch number reaches
@@ -128,8 +128,7 @@ def train_model(spec: Spec, sessions: dict[str, Session], folder: str, device: t
     chunk = spec.evaluation["chunk_samples"]
     for session in sessions.values():  # a test split without a whole chunk is refused before, not after, training
         test_targets(session, context, chunk, spec.evaluation["max_samples"])
-    val_targets = {m: select_chunks(s.targets("validate", context), chunk, cfg["max_val_samples"])
-                   for m, s in sessions.items()}
+    val_targets = validation_targets(sessions, context, chunk, cfg["max_val_samples"])
     state = _load_resume(folder, spec.key)
     t_init = time.perf_counter()
     if state is None and cfg["init_frames"]:
