@@ -12,6 +12,7 @@ from typing import Any
 import click
 
 from actstore import ARCHS
+from actstore.allocator import retain_freed_memory
 from actstore.assays import names as assay_names
 from actstore.errors import UserError
 
@@ -206,6 +207,7 @@ def report(env: Env) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: UserError -> one line on stderr, exit code 2."""
+    retain_freed_memory()
     verbose = "-v" in (argv or sys.argv[1:]) or "--verbose" in (argv or sys.argv[1:])
     try:
         cli.main(args=argv, prog_name="actstore", standalone_mode=False)

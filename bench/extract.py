@@ -27,6 +27,7 @@ import time
 
 import torch
 
+from actstore.allocator import retain_freed_memory
 from actstore.catalog import Catalog, deep_merge, load_catalog
 from actstore.extract import extract_models, generate_stimuli, open_or_create, zoo_sizes
 from actstore.store.paths import Layout
@@ -61,6 +62,7 @@ def bare_forward(folder: str, frames, batch_size: int, device: str) -> None:
 
 
 def main() -> None:
+    retain_freed_memory()  # the allocator setting the command line runs with (actstore/allocator.py)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--profile", default="demo")
     parser.add_argument("--arch", action="append", default=None)

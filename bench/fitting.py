@@ -17,6 +17,7 @@ import numpy as np
 import xarray as xr
 from scipy.optimize import curve_fit
 
+from actstore.allocator import retain_freed_memory
 from actstore.analysis import fitting
 from actstore.analysis.tuning import measure
 from actstore.catalog import load_catalog
@@ -82,6 +83,7 @@ def zoo_responses(models: int, units: int, axes: dict[str, np.ndarray], rng: np.
 
 
 def main() -> None:
+    retain_freed_memory()  # the allocator setting the command line runs with (actstore/allocator.py)
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--curves", type=int, default=10000)
     ap.add_argument("--sample", type=int, default=200, help="curves timed in the scipy loop (then scaled)")

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 import yaml
 
+from actstore.allocator import retain_freed_memory
 from actstore.catalog import load_catalog
 from actstore.data import data_fingerprint, load_sessions
 from actstore.train.evaluate import chunk_pieces, poisson_loss, validation_targets
@@ -82,6 +83,7 @@ def mean_rate_losses(sessions: dict, cfg: dict, context: int, chunk: int) -> tup
 
 
 def main() -> None:
+    retain_freed_memory()  # the allocator setting the command line runs with (actstore/allocator.py)
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--profile", default="demo")
     ap.add_argument("--root", default="stores")

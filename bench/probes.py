@@ -30,6 +30,7 @@ import torch
 from sklearn.linear_model import LogisticRegression
 from threadpoolctl import threadpool_limits
 
+from actstore.allocator import retain_freed_memory
 from actstore.analysis.probes import fit_probes, log_loss
 from actstore.analysis.scores import accuracy, balanced_subsets, best_strength, standardized
 from actstore.catalog import load_catalog
@@ -141,6 +142,7 @@ def timed(repeats: int, fn, *args) -> tuple[float, tuple]:
 
 def main() -> None:
     """Parse the problem size, pin threads, warm both sides up, compare."""
+    retain_freed_memory()  # the allocator setting the command line runs with (actstore/allocator.py)
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", type=int, default=8)
     ap.add_argument("--features", type=int, default=128)

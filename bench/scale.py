@@ -21,6 +21,7 @@ from pathlib import Path
 
 from distributed import Client, LocalCluster
 
+from actstore.allocator import retain_freed_memory
 from actstore.catalog import Catalog, deep_merge, load_catalog
 from actstore.data import prepare_data
 from actstore.extract import extract
@@ -73,6 +74,7 @@ def identities(catalog: Catalog, root: Path) -> dict[str, object]:
 
 
 def main() -> None:
+    retain_freed_memory()  # the allocator setting the command line runs with (actstore/allocator.py)
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--profile", default="smoke")
     parser.add_argument("--epochs", type=int, default=None, help="override train.max_epochs")

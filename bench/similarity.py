@@ -15,6 +15,7 @@ import time
 
 import numpy as np
 
+from actstore.allocator import retain_freed_memory
 from actstore.analysis.similarity import centred_gram, cka_matrix
 
 
@@ -68,6 +69,7 @@ def best(fn, feats, repeats: int) -> tuple[float, np.ndarray]:
 
 
 def main() -> None:
+    retain_freed_memory()  # the allocator setting the command line runs with (actstore/allocator.py)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", type=int, default=24, help="8 archs x 3 seeds")
     parser.add_argument("--stimuli", type=int, default=1000, help="the demo's reference clips")

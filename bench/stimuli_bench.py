@@ -10,6 +10,7 @@ import time
 
 import numpy as np
 
+from actstore.allocator import retain_freed_memory
 from actstore.catalog import load_catalog
 from actstore.stimuli import generate, gratings
 from actstore.stimuli.recipes import axis_values
@@ -39,6 +40,7 @@ def best_of(repeats: int, run):
 
 
 def main() -> None:
+    retain_freed_memory()  # the allocator setting the command line runs with (actstore/allocator.py)
     ap = argparse.ArgumentParser()
     ap.add_argument("--profile", default="paper")
     cat = load_catalog(profile=ap.parse_args().profile)

@@ -14,6 +14,7 @@ import time
 import numpy as np
 import torch
 
+from actstore.allocator import retain_freed_memory
 from actstore.catalog import load_catalog
 from actstore.data.session import Session, segment_lengths, split_labels
 from actstore.models import build_twin
@@ -52,6 +53,7 @@ def samples_per_s(arch: str, session: Session, cfg: dict, enc: int, hid: int, ru
 
 
 def main() -> None:
+    retain_freed_memory()  # the allocator setting the command line runs with (actstore/allocator.py)
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--profile", default="demo")
     ap.add_argument("--arch", action="append", dest="archs")
