@@ -28,7 +28,7 @@ from actstore.models.checkpoint import load_checkpoint, read_meta
 from actstore.store.ledger import ledger_entry, model_problem
 from actstore.store.paths import META, ZARR_MARKER, Layout
 from actstore.store.root import filesystem, join
-from actstore.store.zarrstore import ActivationStore
+from actstore.store.zarrstore import ActivationStore, StreamedFrames
 
 Model = tuple[str, int]
 
@@ -253,7 +253,7 @@ class RegionWriter:
 def extract_models(store: ActivationStore, root: str, todo: list[tuple[Model, str]], shas: dict[Model, str],
                    config: dict, device: str, batch_size: int) -> dict[Model, str]:
     """Run each model over the store's frames and write its region, overlapping compute with writes."""
-    shown: dict[int, Future] = {}  # the last seed's frames: a per-seed store holds one draw in memory
+    shown: dict[int, StreamedFrames] = {}  # the last seed's frames: a per-seed store holds one draw in memory
     chunk_frames = int(store.attrs["chunk_frames"])
     name = store.attrs["recipe_name"]
     spaces = stored_spaces(store)
@@ -262,11 +262,12 @@ def extract_models(store: ActivationStore, root: str, todo: list[tuple[Model, st
     try:
         for (arch, seed), reason in sorted(todo, key=lambda t: t[0][1]):  # seed by seed: each draw read once
             started = time.perf_counter()
-            if seed not in shown:  # read and checked while the checkpoint loads (both mostly release the GIL)
-                shown = {seed: reading.submit(store.frames, seed)}
+            if seed not in shown:  # read chunk by chunk while the checkpoint loads and the first batches run
+                shown = {seed: store.stream_frames(seed)}
+                reading.submit(shown[seed].read)
             folder = Layout(root).model(arch, seed)
             twin, _ = load_checkpoint(folder, expect={"arch": arch, **config})
-            frames = shown[seed].result()
+            frames = shown[seed]
             if tuple(twin.config["frame_shape"]) != frames.shape[-2:]:
                 raise UserError(f"{folder}: model frames {twin.config['frame_shape']} "
                                 f"differ from the {name} stimuli's {list(frames.shape[-2:])}")

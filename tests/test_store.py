@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
 import uuid
 import warnings
 from pathlib import Path
@@ -18,6 +19,7 @@ import numpy as np
 import pytest
 import torch
 import xarray as xr
+import zarr
 
 import actstore
 from actstore.errors import UserError
@@ -27,8 +29,8 @@ from actstore.models import load_checkpoint
 from actstore.stimuli import generate
 from actstore.store.layout import chunk_runs, stimulus_chunks
 from actstore.store.ledger import verify
-from actstore.store.root import filesystem
-from actstore.store.zarrstore import ActivationStore
+from actstore.store.root import filesystem, zarr_location
+from actstore.store.zarrstore import ActivationStore, quiet_zarr
 from extract_setup import make_catalog, save_zoo
 
 GRID_DIMS = ("orientation", "sf", "phase", "contrast")
@@ -181,6 +183,32 @@ def test_altered_values_fail_their_checksum(catalog, root, extracted):
     region = store.runs("gru")[0]
     store.write("gru", "xu_cnn", 0, region[2], np.zeros((region[1] - region[0], 32), np.float32))
     assert verify(extracted)[("xu_cnn", 0)] == "gru fails its checksum"
+
+
+def test_streamed_frames_are_the_stored_frames_chunk_by_chunk(extracted):
+    """Read in a thread, every slice of the stream is the stored frames' (waiting where it is not yet read)."""
+    store = ActivationStore(extracted)
+    stored = store.group["stimulus"][...].reshape(len(store.frames(0)), -1, 60, 80)
+    stream = store.stream_frames(0)
+    reader = threading.Thread(target=stream.read)
+    reader.start()
+    for first in range(0, len(stream), 7):
+        np.testing.assert_array_equal(stream[first:first + 7], stored[first:first + 7])
+    reader.join()
+    np.testing.assert_array_equal(stream.values, stored)
+
+
+def test_altered_frames_stop_extraction_and_the_model_stays_incomplete(catalog, root, extracted):
+    """Frames that fail their creation checksum: one line naming the stimulus array, and the model being
+    re-extracted is not marked complete (its last batch waits for the checksum, which fails)."""
+    with quiet_zarr():
+        zarr.open_group(zarr_location(extracted), mode="r+")["stimulus"][0, 0, 0, 0] = 0.5  # raw write
+    fs, _ = filesystem(extracted)
+    fs.rm(_chunk_file(extracted, "complete", 1))
+    with pytest.raises(UserError, match=r"tuning_grid\.zarr/stimulus: frames fail their checksum .*--rebuild"):
+        extract(catalog, root, "tuning_grid", device="cpu")
+    store = ActivationStore(extracted)
+    assert not store.is_complete("alexnet", 0) and store.is_complete("xu_cnn", 0)
 
 
 def test_stimulus_chunks_hold_about_the_target():
