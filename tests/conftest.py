@@ -3,7 +3,13 @@ from __future__ import annotations
 
 import pytest
 
+from actstore.allocator import retain_freed_memory
 from actstore.catalog import default_catalog_path, load_catalog
+
+
+def pytest_configure(config) -> None:
+    """Every worker allocates as the command line does (actstore/allocator.py)."""
+    retain_freed_memory()
 
 
 @pytest.fixture(scope="session")
