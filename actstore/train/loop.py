@@ -69,11 +69,10 @@ def _load_resume(folder: str, key: dict[str, str]) -> dict[str, Any] | None:
     return state if state.get("key") == key else None
 
 
-def _init_from_data(twin: DigitalTwin, sessions: dict[str, Session], cfg: dict[str, Any], seed: int, context: int,
-                    chunk: int, val_targets: dict[str, np.ndarray], device: torch.device) -> None:
-    """Data-dependent init: the encoder from `init_frames` optimize-split frames drawn evenly over mice (a pure
-    function of seed), then each readout fitted to `init_readout_samples` optimize samples (whole chunks, evenly
-    spread) when that is set."""
+def init_encoder(twin: DigitalTwin, sessions: dict[str, Session], cfg: dict[str, Any], seed: int, context: int,
+                 device: torch.device) -> dict[str, np.ndarray]:
+    """Data-dependent init of the encoder (and readout biases) from `init_frames` optimize-split frames drawn evenly
+    over mice, a pure function of seed; returns each mouse's mean count over its optimize split."""
     rng = np.random.default_rng([seed, INIT_STREAM])
     picks, means = [], {}
     for mouse, session in sessions.items():
@@ -81,8 +80,15 @@ def _init_from_data(twin: DigitalTwin, sessions: dict[str, Session], cfg: dict[s
         idx = rng.choice(targets, size=min(len(targets), -(-cfg["init_frames"] // len(sessions))), replace=False)
         picks.append(session.frames[np.sort(idx)])
         means[mouse] = session.counts[targets].mean(axis=0)
-    frames = torch.from_numpy(np.concatenate(picks)).unsqueeze(1).to(device)
-    data_dependent_init(twin, frames, means)
+    data_dependent_init(twin, torch.from_numpy(np.concatenate(picks)).unsqueeze(1).to(device), means)
+    return means
+
+
+def _init_from_data(twin: DigitalTwin, sessions: dict[str, Session], cfg: dict[str, Any], seed: int, context: int,
+                    chunk: int, val_targets: dict[str, np.ndarray], device: torch.device) -> None:
+    """Data-dependent init: the encoder (`init_encoder`), then each readout fitted to `init_readout_samples`
+    optimize samples (whole chunks, evenly spread) when that is set."""
+    means = init_encoder(twin, sessions, cfg, seed, context, device)
     if not cfg["init_readout_samples"]:
         return
     for mouse, session in sessions.items():
