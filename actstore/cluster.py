@@ -11,7 +11,6 @@ import time
 import uuid
 from typing import Any, Callable
 
-from actstore.allocator import retain_freed_memory
 from actstore.errors import UserError
 
 Task = tuple[Callable[..., dict[str, Any]], tuple[Any, ...]]
@@ -41,12 +40,6 @@ def where_running() -> dict[str, Any]:
     return {"worker": worker, "start": time.time()}
 
 
-def in_task(fn: Callable[..., dict[str, Any]], *args: Any) -> dict[str, Any]:
-    """fn(*args) in a worker process, under the allocator setting the command line runs with."""
-    retain_freed_memory()
-    return fn(*args)
-
-
 def run_tasks(client: Any, root: str, job: str, tasks: dict[str, Task], resources: dict[str, float] | None,
               emit: Callable[[str], None]) -> tuple[dict[str, str], list[str]]:
     """Submit one task per model name (`fn(*args)` returning a dict with its summary `line`, where_running()'s
@@ -57,7 +50,7 @@ def run_tasks(client: Any, root: str, job: str, tasks: dict[str, Task], resource
     from actstore.status import JobProgress
 
     run = uuid.uuid4().hex[:8]
-    futures = {client.submit(in_task, fn, *args, key=f"actstore-{job}-{name.replace('/', '-')}-{run}",
+    futures = {client.submit(fn, *args, key=f"actstore-{job}-{name.replace('/', '-')}-{run}",
                              resources=resources or None, pure=False): name
                for name, (fn, args) in tasks.items()}
     progress = JobProgress(root, job, list(tasks), str(client.scheduler.address))

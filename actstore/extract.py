@@ -282,6 +282,8 @@ def extract_models(store: ActivationStore, root: str, todo: list[tuple[Model, st
             lines[(arch, seed)] = (f"{name}: {arch}-s{seed} {what}: {len(frames)} stimuli on {device} "
                                    f"in {time.perf_counter() - started:.1f} s")
     finally:
+        for stream in shown.values():  # a failed model: its draw's remaining chunks are not read
+            stream.stop()
         reading.shutdown()
         writer.close()
     return lines

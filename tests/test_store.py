@@ -194,8 +194,19 @@ def test_streamed_frames_are_the_stored_frames_chunk_by_chunk(extracted):
     reader.start()
     for first in range(0, len(stream), 7):
         np.testing.assert_array_equal(stream[first:first + 7], stored[first:first + 7])
-    reader.join()
+    np.testing.assert_array_equal(stream[-3:], stored[-3:])  # waits for the end, as [len - 3:len] does
+    reader.join(timeout=60)
+    assert not reader.is_alive()
     np.testing.assert_array_equal(stream.values, stored)
+
+
+def test_stopped_stream_reads_nothing_more_and_its_waiters_get_the_error(extracted):
+    stream = ActivationStore(extracted).stream_frames(0)
+    stream.stop()
+    with pytest.raises(RuntimeError, match="stimulus: reading stopped"):
+        stream.read()
+    with pytest.raises(RuntimeError, match="stimulus: reading stopped"):
+        stream[0:1]
 
 
 def test_altered_frames_stop_extraction_and_the_model_stays_incomplete(catalog, root, extracted):

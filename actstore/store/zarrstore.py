@@ -119,6 +119,7 @@ class StreamedFrames:
         self._array, self._index, self._runs, self._want, self._name = array, index, runs, want_sha256, name
         self._ready = threading.Condition()
         self._filled, self._error = 0, None
+        self._stop = threading.Event()
 
     def __len__(self) -> int:
         return self.shape[0]
@@ -128,6 +129,8 @@ class StreamedFrames:
         digest = hashlib.sha256()
         try:
             for lo, hi, region in self._runs:
+                if self._stop.is_set():
+                    raise RuntimeError(f"{self._name}: reading stopped (the extraction ended early)")
                 block = self.values[lo:hi]
                 block[...] = self._array[(*self._index, *region)].reshape(block.shape)
                 digest.update(block)  # C-contiguous float32: what sha256_of hashes, in the same order
@@ -147,9 +150,15 @@ class StreamedFrames:
             self._filled = filled
             self._ready.notify_all()
 
+    def stop(self) -> None:
+        """Stop reading after the chunk in hand (the frames are no longer wanted); waiters get an error."""
+        self._stop.set()
+
     def __getitem__(self, key: slice) -> np.ndarray:
         """Stimuli key.start:key.stop, once read (a slice of stimuli is all forward passes ask for)."""
-        stop = len(self) if key.stop is None else min(key.stop, len(self))
+        if not isinstance(key, slice):
+            raise TypeError("streamed frames are read by slices of stimuli")
+        _, stop, _ = key.indices(len(self))
         with self._ready:
             self._ready.wait_for(lambda: self._error is not None or self._filled >= stop)
             if self._error is not None:
