@@ -25,15 +25,14 @@ from actstore.data import load_sessions
 from actstore.features import captured_outputs
 from actstore.models import build_twin
 from actstore.train.loop import init_encoder
+from actstore.train.metrics import prediction_r
 
 STRENGTHS = (1.0, 10.0, 100.0, 1e3, 1e4)  # ridge, on standardized features
 
 
 def mean_r(pred: np.ndarray, rates: np.ndarray) -> float:
-    """Mean over neurons of Pearson r between prediction and true rate (neurons with no variance skipped)."""
-    p, t = pred - pred.mean(0), rates - rates.mean(0)
-    r = (p * t).sum(0) / np.sqrt((p**2).sum(0) * (t**2).sum(0))
-    return float(np.nanmean(r))
+    """Mean over neurons of the prediction's r with the true rate (`prediction_r`: 0 for a constant prediction)."""
+    return float(np.nanmean(prediction_r(pred, rates)))
 
 
 def readout_r(features: dict[str, np.ndarray], rates: dict[str, np.ndarray]) -> float:

@@ -188,7 +188,7 @@ def test_altered_values_fail_their_checksum(catalog, root, extracted):
 def test_streamed_frames_are_the_stored_frames_chunk_by_chunk(extracted):
     """Read in a thread, every slice of the stream is the stored frames' (waiting where it is not yet read)."""
     store = ActivationStore(extracted)
-    stored = store.group["stimulus"][...].reshape(len(store.frames(0)), -1, 60, 80)
+    stored = store.group["stimulus"][...].reshape(-1, 1, 60, 80)  # the tuning grid: one frame per stimulus
     stream = store.stream_frames(0)
     reader = threading.Thread(target=stream.read)
     reader.start()
