@@ -180,7 +180,11 @@ def query_units(env: Env, expr: str, columns: tuple[str, ...], fmt: str, out: st
     from actstore.expressions import query, write_rows
 
     names = [c.strip() for part in columns for c in part.split(",") if c.strip()]
-    text = write_rows(query(expr, env.root, columns=names or None), fmt, out)
+    rows = query(expr, env.root, columns=names or None)
+    text = write_rows(rows, fmt, out)
+    if fmt != "table":  # the table says it in place of rows; csv, json and parquet stay parseable
+        for line in rows.attrs.get("absent", []):
+            click.echo(f"actstore: no units match: {line}", err=True)
     if text is not None:
         click.echo(text.rstrip("\n"))
 

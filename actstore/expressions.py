@@ -42,7 +42,8 @@ def query(expr: str, root: str = "stores", columns: list[str] | None = None,
           activations: str | None = None) -> pd.DataFrame | Any:
     """The units matching `expr` (a DataFrame of `columns`, default all), or, with `activations` naming a
     stimulus store, those units' encoder activations as a lazy xr.DataArray (dim `match`). An expression that
-    names a neuron column (NEURON_COLUMNS) selects recorded neurons from the neurons table instead."""
+    names a neuron column (NEURON_COLUMNS) selects recorded neurons from the neurons table instead. An empty
+    result names, in attrs["absent"], each string the expression asks a column for that it never holds."""
     named = {n.id for n in ast.walk(parse(expr)) if isinstance(n, ast.Name)} | set(columns or ())
     by_neuron = bool(named & set(NEURON_COLUMNS))
     if by_neuron and activations is not None:
@@ -50,6 +51,8 @@ def query(expr: str, root: str = "stores", columns: list[str] | None = None,
                         f"({', '.join(sorted(named & set(NEURON_COLUMNS)))})")
     table, keys = (neurons(root), NEURON_KEYS) if by_neuron else (units(root), KEYS)
     selected = table[evaluate(expr, table)]
+    if selected.empty:  # carried to write_rows and the CLI: why nothing matched, when a string is not in its column
+        selected.attrs["absent"] = absent_values(expr, table)
     if activations is not None:
         return matching_activations(selected, activations, root)
     if columns:
@@ -129,6 +132,33 @@ def _eval(node: ast.AST, table: pd.DataFrame) -> Any:
     raise UserError(f"query: {ast.unparse(node)!r} is not allowed; allowed: {ALLOWED}")
 
 
+def absent_values(expr: str, table: pd.DataFrame) -> list[str]:
+    """One line per string that `expr` requires a text column to equal (==, in) and that the column never holds,
+    with the closest values it does hold: a misspelt arch or space is why most empty queries match nothing."""
+    lines = []
+    for node in ast.walk(parse(expr)):
+        if not isinstance(node, ast.Compare):
+            continue
+        operands = [node.left, *node.comparators]
+        for op, left, right in zip(node.ops, operands, operands[1:]):
+            if not isinstance(op, (ast.Eq, ast.In)):
+                continue
+            for column, other in ((left, right), (right, left)):
+                if not (isinstance(column, ast.Name) and column.id in table.columns
+                        and not pd.api.types.is_numeric_dtype(table[column.id].dtype)):
+                    continue
+                wanted = _members(other) if isinstance(op, ast.In) and other is right else (
+                    [other.value] if isinstance(other, ast.Constant) else [])
+                held = sorted({str(v) for v in table[column.id].dropna()})
+                for value in (v for v in wanted if isinstance(v, str) and v not in held):
+                    close = difflib.get_close_matches(value, held, n=3, cutoff=0.6)
+                    hint = f"did you mean {', '.join(map(repr, close))}? " if close else ""
+                    shown = ", ".join(held[:12]) + (", ..." if len(held) > 12 else "")
+                    count = f"{len(held)} value" + ("s" if len(held) != 1 else "")
+                    lines.append(f"{column.id} holds no {value!r}; {hint}it holds {count}: {shown}")
+    return lines
+
+
 def _members(node: ast.AST) -> list:
     if isinstance(node, (ast.List, ast.Tuple, ast.Set)) and all(
             isinstance(e, ast.Constant) and isinstance(e.value, (bool, int, float, str)) for e in node.elts):
@@ -188,7 +218,8 @@ def write_rows(rows: pd.DataFrame, fmt: str = "table", out: str | None = None) -
         rows.to_parquet(out, index=False)
         return None
     if fmt == "table":
-        text = rows.to_string(index=False) if len(rows) else f"(no units match; columns: {', '.join(rows.columns)})"
+        why = "".join(f"; {line}" for line in rows.attrs.get("absent", []))
+        text = rows.to_string(index=False) if len(rows) else f"(no units match{why}; columns: {', '.join(rows.columns)})"
     elif fmt == "csv":
         text = rows.to_csv(index=False)
     else:

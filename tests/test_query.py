@@ -17,7 +17,7 @@ from actstore.catalog import load_catalog
 from actstore.errors import UserError
 from actstore.extract import extract
 from actstore import assays
-from actstore.expressions import evaluate, write_rows
+from actstore.expressions import absent_values, evaluate, write_rows
 from actstore.store.analysis import open_analysis, write_analysis
 
 TABLE = pd.DataFrame({
@@ -60,6 +60,19 @@ def test_nan_never_matches_a_comparison():
 
 def test_empty_result():
     assert rows("gosi > 10") == [] and rows("False") == []
+
+
+def test_strings_a_text_column_never_holds_are_named_with_the_closest_held():
+    assert absent_values("arch == 'alexnt' & seed == 0", TABLE) == [
+        "arch holds no 'alexnt'; did you mean 'alexnet'? it holds 3 values: alexnet, resnet18, xu_cnn"]
+    assert absent_values("arch in ['resnet18', 'vgg16'] | 'xu_cn' == arch", TABLE) == [
+        "arch holds no 'vgg16'; it holds 3 values: alexnet, resnet18, xu_cnn",
+        "arch holds no 'xu_cn'; did you mean 'xu_cnn'? it holds 3 values: alexnet, resnet18, xu_cnn"]
+    # only == and in restrict to a value; numbers and held strings are no reason for an empty result
+    assert absent_values("arch != 'zzz' & arch not in ['y'] & gosi > 10 & arch == 'xu_cnn'", TABLE) == []
+    empty = TABLE.iloc[:0].copy()
+    empty.attrs["absent"] = absent_values("arch == 'alexnt'", TABLE)
+    assert "no units match; arch holds no 'alexnt'; did you mean 'alexnet'?" in write_rows(empty, "table")
 
 
 @pytest.mark.parametrize("expr, message", [
@@ -226,6 +239,9 @@ def test_cli_query_formats_and_errors(root, tmp_path):
     assert "attribute access not allowed" in proc.stderr
     proc = _cli(root, "gois > 1", "--format", "json")
     assert proc.returncode == 2 and "did you mean gosi" in proc.stderr
+    proc = _cli(root, "arch == 'xu_cn'", "--format", "csv")  # matches nothing: csv stays a header, stderr says why
+    assert proc.returncode == 0 and proc.stdout.startswith("arch,seed,space,unit") and len(proc.stdout.splitlines()) == 1
+    assert "no units match: arch holds no 'xu_cn'; did you mean 'xu_cnn'? it holds 1 value: xu_cnn" in proc.stderr
 
 
 def test_job_without_a_store_skips_with_a_hint(tmp_path):
