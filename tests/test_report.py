@@ -210,12 +210,32 @@ def test_unusable_twins_are_listed_marked_and_left_out_of_the_statistics(smoke_c
     bars = fg.neural_prediction(found["neural"], out["usable"], threshold)
     assert [p.get_hatch() for p in bars.axes[0].patches] == ["//" if i == weak else None for i in range(2)]
     assert bars.legends
-    assert [ax.get_title() for ax in bars.axes[:3]] == ["Neural prediction", "Prediction / noise ceiling",
-                                                        "Smoothed whole-test r (Xu et al.)"]
+    assert [ax.get_title().splitlines()[0] for ax in bars.axes[:3]] == [
+        "Neural prediction", "Prediction / noise ceiling", "Smoothed whole-test r (Xu et al.)"]
     scatter = fg.cross_model_scatter(out, out.sel(level="arch"), [("neural_r", "contrast_auc")], "t")
     points = [c.lines[0] for c in scatter.axes[0].containers if c.lines[0] is not None]
     assert [p.get_markerfacecolor() == "white" for p in points] == [i == weak for i in range(2)]
     assert scatter.axes[0].get_title() == "n = 1: too few twins"
+
+
+def test_neural_bars_carry_the_se_over_neurons_and_n(smoke_root):
+    """Each panel's error bar is +- 1 SE over the recorded neurons: each mouse's SE of its mean, combined over
+    the mice as independent (hand-computed here from the stored per-mouse SEs); the title states n."""
+    from actstore.report import figures as fg
+    from actstore.store.analysis import open_analysis
+
+    neural = open_analysis(smoke_root, "neural").sel(seed=0).compute()
+    se, xu_se, ceiling = (neural[v].values for v in ("r_neuron_se", "xu_smoothed_r_se", "ceiling"))
+    mice = se.shape[1]
+    expected = [np.sqrt((se**2).sum(1)) / mice, np.sqrt(((se / ceiling) ** 2).sum(1)) / mice,
+                np.sqrt((xu_se**2).sum(1)) / mice]
+    fig = fg.neural_prediction(open_analysis(smoke_root, "neural"))
+    n = int(neural["n_neurons"].sum("mouse").values[0])
+    for ax, want in zip(fig.axes[:3], expected):
+        bars = next(c for c in ax.containers if type(c).__name__ == "ErrorbarContainer")
+        half = [np.ptp(seg[:, 1]) / 2 for seg in bars.lines[2][0].get_segments()]
+        np.testing.assert_allclose(half, want, rtol=1e-6)
+        assert ax.get_title().endswith(f"(n = {n} neurons)") and ax.get_ylabel().endswith("bars \u00b1 1 SE")
 
 
 def test_every_scatter_panel_states_n(smoke_catalog, smoke_root):

@@ -85,10 +85,9 @@ def neural_r_error(neural: xr.Dataset) -> xr.Dataset:
     (`r_neuron_se`) and neuron count (`n_neurons`): neural_r is the mean over the scored mice of their mean r,
     so its SE is sqrt(sum_m se_m^2) / mice (mice are different neurons) and n the neurons summed."""
     scored = np.isfinite(neural["r_neuron"])
-    mice = scored.sum("mouse")
-    var = (neural["r_neuron_se"] ** 2).where(scored, 0.0).sum("mouse", skipna=False)
     n = neural["n_neurons"].where(scored, 0.0).sum("mouse", skipna=False)
-    return xr.Dataset({"neural_r_se": np.sqrt(var) / mice.where(mice > 0), "neural_r_n": n.where(mice > 0)})
+    return xr.Dataset({"neural_r_se": mean_se(neural["r_neuron"], neural["r_neuron_se"], True, "mouse"),
+                       "neural_r_n": n.where(scored.any("mouse"))})
 
 
 def mean_se(values: xr.DataArray, se: xr.DataArray, independent: bool, dim: str = "seed") -> xr.DataArray:

@@ -26,7 +26,8 @@ if TYPE_CHECKING:
 
     from actstore.report.html import Section
 
-VERSION = "report/3"  # 2: sections from the assay registry; 3: figures named by content, inputs hash in index.html
+VERSION = "report/4"  # 2: sections from the assay registry; 3: figures named by content, inputs hash in index.html;
+# 4: neural-prediction bars carry the SE over neurons (earlier reports showed only the SD over seeds)
 INPUTS_TAG = re.compile(r'<meta name="actstore-inputs" content="([0-9a-f]{64})">')
 DPI = 100
 

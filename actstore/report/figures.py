@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import xarray as xr
 
-from actstore.analysis.stats import MIN_POINTS, TableSpec, mean_se
+from actstore.analysis.stats import MIN_POINTS, TableSpec, mean_se, neural_r_error
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -99,8 +99,9 @@ def _mean_sd(da: xr.DataArray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def neural_prediction(neural: xr.Dataset, usable: xr.DataArray | None = None, threshold: float = np.nan) -> Figure:
-    """Neural prediction per architecture (bars = mean over seeds +- SD, dots = seeds), and the fraction
-    of the noise ceiling and the smoothed whole-test-set r (Xu et al.'s score) beside it where known. With
+    """Neural prediction per architecture (bars = mean over seeds, error bars +- 1 SE over the recorded
+    neurons, dots = seeds; n neurons in the title), and the fraction of the noise ceiling and the smoothed
+    whole-test-set r (Xu et al.'s score) beside it where known. With
     `usable` (the stats table's flag per (arch, seed) at `threshold`), twins that are not usable are hollow
     dots and an architecture without a usable twin is a grey hatched bar: an untrained network must not read
     as a weak architecture."""
@@ -112,9 +113,15 @@ def neural_prediction(neural: xr.Dataset, usable: xr.DataArray | None = None, th
         arch=archs, seed=neural["seed"])
     fraction = neural["ceiling_fraction"].mean("mouse") if "ceiling_fraction" in neural else None
     values = {"neural_r": neural["neural_r"], "fraction": fraction, "smoothed": neural.get("xu_smoothed_neural_r")}
+    errors = _neural_errors(neural)
     titles = {"neural_r": "Neural prediction", "fraction": "Prediction / noise ceiling",
               "smoothed": "Smoothed whole-test r (Xu et al.)"}
-    panels = [("neural_r", "test r (mean over neurons, mice)")]
+    if "n_neurons" in neural:
+        counts = {int(n) for n in neural["n_neurons"].sum("mouse").values.ravel() if n > 0}
+        if counts:
+            span = f"{min(counts)}" if len(counts) == 1 else f"{min(counts)}-{max(counts)}"
+            titles = {k: f"{v}\n(n = {span} neurons)" for k, v in titles.items()}
+    panels = [("neural_r", "mean test r")]
     if fraction is not None and np.isfinite(fraction.values).any():
         panels.append(("fraction", "fraction of the noise ceiling"))
     if values["smoothed"] is not None and np.isfinite(values["smoothed"].values).any():
@@ -123,9 +130,10 @@ def neural_prediction(neural: xr.Dataset, usable: xr.DataArray | None = None, th
     fig, axes = figure(1, len(panels), width=max(4.2, 0.7 * len(archs) + 1.5), height=3.8)
     for ax, (name, label) in zip(axes[0], panels):
         da = values[name].sel(arch=archs)
-        mean, sd = _mean_sd(da)
+        mean, _ = _mean_sd(da)
+        err = None if errors.get(name) is None else mean_se(da, errors[name].sel(arch=archs), False).values
         x = np.arange(len(archs))
-        bars = ax.bar(x, mean, yerr=sd, color=[colors[a] for a in archs], alpha=0.8, capsize=3)
+        bars = ax.bar(x, mean, yerr=err, color=[colors[a] for a in archs], alpha=0.8, capsize=3)
         for i, arch in enumerate(archs):
             seeds = np.asarray(da.sel(arch=arch).values, dtype=np.float64)
             ok = flags.sel(arch=arch).values.astype(bool)
@@ -139,7 +147,7 @@ def neural_prediction(neural: xr.Dataset, usable: xr.DataArray | None = None, th
                 ax.axhline(threshold, color="k", ls=":", lw=1)
         ax.set_xticks(x, archs, rotation=35, ha="right")
         ax.set_xlabel("architecture")
-        ax.set_ylabel(label)
+        ax.set_ylabel(label + (SE_BARS if err is not None else ""))
         ax.set_title(titles[name])
     if not bool(flags.all()):
         fig.legend(handles=[Line2D([], [], marker="o", ls="", color="k", mfc="white", ms=3,
@@ -147,6 +155,19 @@ def neural_prediction(neural: xr.Dataset, usable: xr.DataArray | None = None, th
                             Patch(facecolor="lightgrey", edgecolor="grey", hatch="//", label="no usable twin")],
                    loc="outside right upper", fontsize=7)
     return fig
+
+
+def _neural_errors(neural: xr.Dataset) -> dict[str, xr.DataArray | None]:
+    """Per model (arch, seed), the SE over neurons of each neural-prediction panel's value: each mouse's SE of
+    its mean per-neuron r, combined over mice as independent (mice are different neurons); the fraction of
+    the ceiling divides each mouse's SE by its ceiling. None where the scores carry no SE."""
+    def over_mice(values: str, se: xr.DataArray | None) -> xr.DataArray | None:
+        return None if se is None or values not in neural else mean_se(neural[values], se, True, "mouse")
+
+    ceiling_se = neural["r_neuron_se"] / neural["ceiling"] if {"r_neuron_se", "ceiling"} <= set(neural) else None
+    return {"neural_r": neural_r_error(neural)["neural_r_se"] if {"r_neuron_se", "n_neurons"} <= set(neural) else None,
+            "fraction": over_mice("ceiling_fraction", ceiling_se),
+            "smoothed": over_mice("xu_smoothed_r", neural.get("xu_smoothed_r_se"))}
 
 
 def _curve_panel(ax: Axes, da: xr.DataArray, level: str, x: np.ndarray, colors: dict[str, tuple],

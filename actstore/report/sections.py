@@ -57,8 +57,9 @@ def neural(found: dict, sections: list, figures: dict) -> None:
     ds, summary = found["neural"], found["summary"]
     s = Section("neural", "Neural prediction per architecture",
                 "Per-neuron Pearson r between predicted and recorded spike counts on the test split, inside "
-                "non-overlapping chunks, averaged over chunks, neurons and mice. Bars: mean over seeds (error bar "
-                "SD), dots: seeds. Right: the same score as a fraction of the noise ceiling (the true rates' r), "
+                "non-overlapping chunks, averaged over chunks, neurons and mice. Bars: mean over seeds; error bars: "
+                "+- 1 SE over the recorded neurons (each mouse's SE of its mean, combined over mice; n in each "
+                "title); dots: seeds, whose spread is the seed-to-seed variation. Right: the same score as a fraction of the noise ceiling (the true rates' r), "
                 "dotted: the usable-twin threshold. Last panel: per-neuron r over the whole scored test set after "
                 "a 2-s box smoothing of prediction and counts (evaluation.smoothing_bins, 41 of 48 ms), the "
                 "score of Xu et al.'s Table 2 "
