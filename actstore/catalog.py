@@ -244,6 +244,7 @@ SCHEMA: dict[str, Any] = {
             "relative_floor": _float(0.0, 1.0),
             "min_fit_ranks": _int(2),
             "min_fit_fraction": _float(0.0, 1.0),
+            "jackknife_groups": _int(2),
         },
         "usable_ceiling_fraction": _float(0.0, 1.0),
     },

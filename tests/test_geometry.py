@@ -6,7 +6,7 @@ import pytest
 import xarray as xr
 from scipy.stats import random_correlation
 
-from actstore.analysis.geometry import eigenspectrum, powerlaw_exponent, powerlaw_fit
+from actstore.analysis.geometry import eigenspectrum, jackknife_se, powerlaw_exponent, powerlaw_fit
 from actstore.catalog import Catalog, deep_merge, load_catalog
 from actstore import assays
 from actstore.report import figures as fg
@@ -97,6 +97,24 @@ def test_standardization_and_component_cap():
 # ----------------------------------------------------------------------------- the job
 
 ARCHS, SEEDS = ["xu_cnn", "alexnet"], [0, 1]
+def test_jackknife_se_matches_the_spread_over_independent_samples():
+    """alpha's jackknife SE from one sample set predicts how much alpha varies between independent sample sets
+    of the same population: over 24 sets, the mean SE is within [0.6, 1.6] x the SD of their alphas."""
+    def alpha_of(x):
+        return powerlaw_fit(eigenspectrum(x, n_components=96), (5, 60)).alpha
+
+    draws = [sample_with_exponent(1.2, 600, 96, seed=100 + i) for i in range(24)]
+    alphas = np.array([alpha_of(x) for x in draws])
+    ses = np.array([jackknife_se(alpha_of, x, groups=5) for x in draws])
+    assert np.isfinite(ses).all() and abs(alphas.mean() - 1.2) < 0.1
+    assert 0.6 < ses.mean() / alphas.std(ddof=1) < 1.6
+    # the same on a lazy Dask matrix (positional row selection), and NaN when a refit fails or groups < 2
+    lazy = da.from_array(draws[0], chunks=(200, 96))
+    assert np.isclose(jackknife_se(alpha_of, lazy, groups=5), ses[0], rtol=1e-6)
+    assert np.isnan(jackknife_se(lambda x: np.nan if len(x) < 500 else 1.0, draws[0], groups=5))
+    assert np.isnan(jackknife_se(alpha_of, draws[0], groups=1))
+
+
 TRUE = {"xu_cnn": 0.9, "alexnet": 1.4}
 
 
@@ -126,6 +144,10 @@ def test_geometry_job(tmp_path):
         assert abs(float(out["alpha_gru"].sel(arch=arch, seed=0)) - TRUE[arch]) < 0.1
         assert abs(float(out["alpha_encoder"].sel(arch=arch, seed=0)) - TRUE[arch] - 0.3) < 0.1
     assert np.isnan(out["alpha_gru"].sel(arch="xu_cnn", seed=1))
+    fitted = out.sel(seed=0)
+    assert (fitted["alpha_gru_n"] == n).all() and (fitted["alpha_encoder_n"] == n).all()
+    assert ((fitted["alpha_gru_se"] > 0.001) & (fitted["alpha_gru_se"] < 0.1)).all()
+    assert np.isnan(out["alpha_gru_se"].sel(arch="xu_cnn", seed=1))
     assert out["eigenvalues"].sizes["rank"] == 64
     assert np.isfinite(out["eigenvalues"].sel(seed=0).values).all()
     assert assays.run(catalog, str(tmp_path), "geometry") == ["geometry: up to date"]
@@ -154,9 +176,11 @@ def test_geometry_job_rank_deficient_model(tmp_path):
     assert int(good["effective_rank_gru"]) == 256 and int(bad["effective_rank_gru"]) == 30
     reason = "11 of 181 ranks in 20-200 above noise floor (need 91)"
     assert np.isnan(bad["alpha_gru"]) and bad["alpha_gru_reason"].item() == reason
+    assert np.isnan(bad["alpha_gru_se"]) and np.isfinite(good["alpha_gru_se"])  # no fit, no SE
     lam = bad["eigenvalues"].sel(space="gru").values
     assert np.isfinite(lam[:30]).all() and np.isnan(lam[30:]).all()
     ax = fg.eigenspectra(out).axes[0]
     assert ax.get_ylim()[0] > 1e-8 * np.nanmax(out["eigenvalues"].sel(space="gru").values)
-    assert ax.get_legend_handles_labels()[1] == [f"xu_cnn (\u03b1 = {float(good['alpha_gru']):.2f})",
+    assert ax.get_legend_handles_labels()[1] == [
+        f"xu_cnn (\u03b1 = {float(good['alpha_gru']):.2f} \u00b1 {float(good['alpha_gru_se']):.1g})",
                                                  f"alexnet (\u03b1 not fitted: {reason})"]

@@ -3,9 +3,11 @@
 Inputs may be numpy, dask or xarray (samples x features, features last). Dask inputs never load whole:
 the spectrum comes from a tall-and-skinny QR (exact) or, for very wide matrices, a randomized SVD.
 Eigenvalues below a relative floor of the largest are rounding noise of rank-deficient features: never fitted.
+alpha's standard error over the samples is a delete-a-group jackknife (`jackknife_se`).
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -89,3 +91,18 @@ def powerlaw_exponent(spectrum: Any, ranks: tuple[int, int] = (20, 200), *, rela
     """alpha = minus the OLS slope of ln(eigenvalue) on ln(rank), or NaN: `powerlaw_fit(...).alpha`."""
     return powerlaw_fit(spectrum, ranks, relative_floor=relative_floor, min_fit_ranks=min_fit_ranks,
                         min_fit_fraction=min_fit_fraction).alpha
+
+
+def jackknife_se(estimate: Callable[[Any], float], samples: Any, groups: int = 10) -> float:
+    """Delete-a-group jackknife SE of estimate(samples) over the rows: the estimate recomputed with each of
+    `groups` interleaved row groups (row i in group i mod groups) left out, SE = sqrt((g - 1) / g * sum_k
+    (e_k - mean e)^2). NaN with fewer than 2 groups or when a left-out estimate is NaN (not stable under
+    resampling). Rows are indexed positionally, so numpy, dask and (first-dim) DataArray samples all work."""
+    n = samples.shape[0]
+    if groups < 2 or n < groups:
+        return float("nan")
+    group = np.arange(n) % groups
+    e = np.array([estimate(samples[np.flatnonzero(group != k)]) for k in range(groups)], dtype=np.float64)
+    if not np.isfinite(e).all():
+        return float("nan")
+    return float(np.sqrt((groups - 1) / groups * ((e - e.mean()) ** 2).sum()))

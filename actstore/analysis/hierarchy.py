@@ -25,8 +25,8 @@ def median_and_se(values: np.ndarray, n_boot: int = BOOTSTRAP, seed: int = 0) ->
 def hierarchy_profiles(tuning: xr.Dataset, probes: xr.Dataset | None = None,
                        geometry: xr.Dataset | None = None) -> xr.Dataset:
     """(arch, seed, space) profiles on tuning's spaces: `depth`; `gosi_median`, `f1f0_median` with `_se` and
-    `_n` (units); `orientation_id`/`_ood` with `_se` (binomial) where probes has them by space; `alpha` (no SE:
-    one fit per model). Absent inputs or models are NaN."""
+    `_n` (units); `orientation_id`/`_ood` with `_se` (binomial) where probes has them by space; `alpha` with
+    `_se` (jackknife over the clips) where geometry has it. Absent inputs or models are NaN."""
     spaces = [str(s) for s in tuning["space"].values]
     out = xr.Dataset(coords={"arch": tuning["arch"].values, "seed": tuning["seed"].values, "space": spaces})
     out["depth"] = tuning["depth"].transpose("arch", "space").broadcast_like(out["seed"]).transpose(
@@ -44,8 +44,11 @@ def hierarchy_profiles(tuning: xr.Dataset, probes: xr.Dataset | None = None,
                 if name in probes:
                     out[f"orientation_{test}{suffix}"] = probes[name].reindex_like(out).astype(np.float64)
     if geometry is not None:
-        alpha = [geometry[f"alpha_{s}"] if f"alpha_{s}" in geometry else xr.full_like(geometry["alpha_gru"], np.nan)
-                 for s in spaces]
-        out["alpha"] = xr.concat(alpha, dim="space").assign_coords(space=spaces).reindex_like(out).transpose(
-            "arch", "seed", "space").astype(np.float64)
+        for suffix in ("", "_se"):
+            if suffix and "alpha_gru_se" not in geometry:  # a geometry result older than its SEs
+                continue
+            alpha = [geometry[f"alpha_{s}{suffix}"] if f"alpha_{s}{suffix}" in geometry
+                     else xr.full_like(geometry["alpha_gru"], np.nan) for s in spaces]
+            out[f"alpha{suffix}"] = xr.concat(alpha, dim="space").assign_coords(space=spaces).reindex_like(
+                out).transpose("arch", "seed", "space").astype(np.float64)
     return out

@@ -7,18 +7,20 @@ space holds only the last frame, and only its arch's own units (not the store's 
 Features stay lazy Dask arrays; the spectrum is a tall-and-skinny QR (or randomized SVD when very wide).
 Eigenvalues below `relative_floor` x the largest are stored as NaN: they are rounding noise (values like 1e-300 of
 rank-deficient features), not variance, so no reader can fit or plot them; `effective_rank_<space>` counts the rest.
+`alpha_<space>_se` is alpha's delete-a-group jackknife SE over the clips (`jackknife_groups` interleaved groups),
+`alpha_<space>_n` the clips: every seed is fitted on the same clips, so the seeds' errors are not independent.
 """
 from __future__ import annotations
 
 import numpy as np
 import xarray as xr
 
-from actstore.analysis.geometry import eigenspectrum, powerlaw_fit
+from actstore.analysis.geometry import eigenspectrum, jackknife_se, powerlaw_fit
 from actstore.assays.base import Assay, Sources, Zoo
 from actstore.assays.inputs import model_grid
 from actstore.store.ledger import complete_models
 
-VERSION = "geometry/3"
+VERSION = "geometry/4"  # 4: alpha_<space>_se (jackknife over the clips) and alpha_<space>_n
 STORE = "reference_clips"
 STEP_DIMS = ("chunk", "frame")  # per-clip dims whose last entry is used
 
@@ -42,6 +44,7 @@ class Geometry(Assay):
     position = 40
     stores = (STORE,)
     columns = {"geometry": ("alpha_gru",)}
+    errors = {"alpha_gru": False}  # every seed is fitted on the same reference clips
     pairs = (("prediction", "geometry"), ("geometry", "probes"))
 
     def compute(self, sources: Sources) -> tuple[xr.Dataset, list[str]]:
@@ -60,13 +63,26 @@ def spectra_and_fits(ds: xr.Dataset, models: list[tuple[str, int]], cfg: dict,
     archs, seeds = zoo.archs, zoo.seeds
     ranks = tuple(cfg["ranks"])
     spaces = list(ds.attrs["spaces"])
+    spectrum_cfg = {"n_components": cfg["n_components"], "exact_max_features": cfg["randomized_above"],
+                    "power_iterations": cfg["power_iterations"]}
+    fit_cfg = {key: cfg[key] for key in ("relative_floor", "min_fit_ranks", "min_fit_fraction")}
+
+    def alpha_of(features: xr.DataArray) -> float:
+        return powerlaw_fit(eigenspectrum(features, **spectrum_cfg), ranks, **fit_cfg).alpha
+
     spectra: dict[str, list[np.ndarray]] = {space: [] for space in spaces}
+    se: dict[str, list[float]] = {space: [] for space in spaces}
+    clips = {space: [] for space in spaces}
     for arch, seed in models:
         for space in spaces:
-            spectra[space].append(eigenspectrum(
-                clip_features(ds, arch, seed, space), cfg["n_components"],
-                exact_max_features=cfg["randomized_above"], power_iterations=cfg["power_iterations"]))
-    fit_cfg = {key: cfg[key] for key in ("relative_floor", "min_fit_ranks", "min_fit_fraction")}
+            features = clip_features(ds, arch, seed, space)
+            # read once for the fit and its jackknife's refits: into memory where the spectrum is exact anyway
+            # (LAPACK there, as fast as tsqr's graph is not), kept as Dask chunks where it is randomized
+            wide = features.shape[-1] > cfg["randomized_above"]
+            features = features.persist() if wide else features.compute()
+            spectra[space].append(eigenspectrum(features, **spectrum_cfg))
+            se[space].append(jackknife_se(alpha_of, features, cfg["jackknife_groups"]))
+            clips[space].append(features.shape[0])
     fits = {space: [powerlaw_fit(s, ranks, **fit_cfg) for s in specs] for space, specs in spectra.items()}
     n_rank = max(len(s) for specs in spectra.values() for s in specs)
     # spectra descend, so the eigenvalues above the floor are the first effective_rank ones; the rest become NaN
@@ -78,6 +94,10 @@ def spectra_and_fits(ds: xr.Dataset, models: list[tuple[str, int]], cfg: dict,
     for space in spaces:
         reason = dict(zip(models, (f.reason for f in fits[space])))
         variables[f"alpha_{space}"] = (("arch", "seed"), model_grid(alphas[space], models, archs, seeds))
+        variables[f"alpha_{space}_se"] = (("arch", "seed"), model_grid(
+            np.where(np.isfinite(alphas[space]), se[space], np.nan), models, archs, seeds))  # no fit, no SE
+        variables[f"alpha_{space}_n"] = (("arch", "seed"), model_grid(
+            np.array(clips[space], dtype=np.float64), models, archs, seeds))
         variables[f"alpha_{space}_reason"] = (("arch", "seed"), np.array(
             [[reason.get((a, z), "model not complete") for z in seeds] for a in archs], dtype=str))
         variables[f"effective_rank_{space}"] = (("arch", "seed"), model_grid(
@@ -85,6 +105,7 @@ def spectra_and_fits(ds: xr.Dataset, models: list[tuple[str, int]], cfg: dict,
     out = xr.Dataset(
         variables, coords={"space": spaces, "arch": np.array(archs, dtype=object), "seed": seeds, "rank": np.arange(1, n_rank + 1)},
         attrs={"ranks": list(ranks), "relative_floor": cfg["relative_floor"],
+               "jackknife_groups": cfg["jackknife_groups"],
                "below_floor": "eigenvalues below relative_floor x the largest are stored as NaN",
                "encoder_features": "last frame's encoder output per clip",
                "standardized": "each feature across clips; eigenvalues of the covariance (PCA)"})

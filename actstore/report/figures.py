@@ -272,7 +272,8 @@ def tuning_distributions(tuning: xr.Dataset) -> Figure:
 
 def eigenspectra(geometry: xr.Dataset) -> Figure:
     """PCA eigenspectra of the GRU state and encoder output (log-log), one line per architecture (the geometric
-    mean over seeds), with the power law of the seeds' mean fitted alpha (dashed) over the fit window (shaded).
+    mean over seeds), with the power law of the seeds' mean fitted alpha (dashed) over the fit window (shaded);
+    the legend gives alpha +- 1 SE (jackknife over the clips; seeds share them, so their SEs are not pooled).
     With one seed each line and its dashed fit are exactly that model's. Eigenvalues below the noise floor are NaN in
     the store and not drawn; an architecture none of whose seeds was fitted gives the reason in the legend."""
     colors = arch_colors([str(a) for a in geometry["arch"].values])
@@ -293,8 +294,12 @@ def eigenspectra(geometry: xr.Dataset) -> Figure:
             alpha = geometry[f"alpha_{space}"].sel(arch=arch).values.astype(float)[has]
             fitted = np.isfinite(alpha)
             a = float(alpha[fitted].mean()) if fitted.any() else np.nan
+            se = f"alpha_{space}_se"
+            err = (float(mean_se(geometry[f"alpha_{space}"].sel(arch=arch)[has], geometry[se].sel(arch=arch)[has],
+                                 False)) if se in geometry else np.nan)
+            pm = f" \u00b1 {err:.1g}" if np.isfinite(err) else ""  # one significant digit: 0.003, 0.07
             if fitted.all():
-                label = f"{arch} (\u03b1 = {a:.2f})"
+                label = f"{arch} (\u03b1 = {a:.2f}{pm})"
             elif fitted.any():
                 label = f"{arch} (\u03b1 = {a:.2f}; {(~fitted).sum()} of {fitted.size} seeds not fitted)"
             else:
@@ -315,6 +320,7 @@ def eigenspectra(geometry: xr.Dataset) -> Figure:
     return fig
 
 
+SHARED_SAMPLES = {"alpha"}  # profile variables every seed measures on the same samples: SEs not independent
 HIERARCHY_PANELS = (  # (profile variable, axis label); each with `<variable>_se` bars where it has them
     ("orientation_id", "orientation accuracy, ID (fraction correct)"),
     ("gosi_median", "median gOSI (0-1)"),
@@ -326,7 +332,7 @@ HIERARCHY_PANELS = (  # (profile variable, axis label); each with `<variable>_se
 def hierarchy(profiles: xr.Dataset) -> Figure:
     """Probe accuracy, median gOSI, median F1/F0 and alpha against relative depth (the fraction of the encoder's
     convolutions; the encoder output is 1), one line per architecture: mean over seeds, bars +- 1 SE of that mean
-    (binomial for accuracy, bootstrap over units for medians; alpha has none: one fit per model)."""
+    (binomial for accuracy, bootstrap over units for medians, jackknife over the clips for alpha)."""
     colors = arch_colors([str(a) for a in profiles["arch"].values])
     fig, axes = figure(2, 2, width=4.6, height=3.6)
     for ax, (var, label) in zip(axes.ravel(), HIERARCHY_PANELS):
@@ -340,7 +346,8 @@ def hierarchy(profiles: xr.Dataset) -> Figure:
             values = p[var].transpose("seed", "space")
             mean, _ = _mean_sd(values)
             se = f"{var}_se"
-            err = mean_se(values, p[se].transpose("seed", "space"), True).values if se in p else None
+            err = (mean_se(values, p[se].transpose("seed", "space"), var not in SHARED_SAMPLES).values if se in p
+                   else None)
             ax.errorbar(depth[order], mean[order], yerr=None if err is None else err[order], fmt="o-", ms=3,
                         capsize=2, elinewidth=0.8, color=colors[arch], label=arch)
         if var == "orientation_id" and "orientation_chance" in profiles.attrs:
@@ -426,7 +433,7 @@ def cross_model_scatter(table: xr.Dataset, stats: xr.Dataset, pairs: list[tuple[
     if shown:
         fig.legend(list(shown.values()), list(shown), loc="outside right upper", fontsize=7)
     fig.suptitle(title + ("\nthin bars: SD over seeds; thick: \u00b1 1 SE of the mean (test trials; neurons for "
-                          "neural r)" if with_se else ""))
+                          "neural r; clips for \u03b1)" if with_se else ""))
     return fig
 
 

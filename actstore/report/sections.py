@@ -174,7 +174,9 @@ def geometry(found: dict, sections: list, figures: dict) -> None:
     s = Section("geometry", "Population geometry: eigenspectra",
                 "PCA eigenspectra of the standardized GRU final state and encoder output over the reference clips; "
                 "one line per architecture (geometric mean over seeds); dashed: the power law lambda ~ rank^-alpha "
-                "with the seeds' mean fitted alpha, over the shaded rank window.")
+                "with the seeds' mean fitted alpha, over the shaded rank window. Legend: alpha +- 1 SE, a "
+                "delete-a-group jackknife over the clips (analysis.geometry.jackknife_groups; n = the clips, in "
+                "analysis/geometry.zarr as alpha_<space>_n).")
     _fill(s, ds, "geometry", "analyze geometry", ("eigenvalues",), "analysis/geometry.zarr holds no spectra.",
           lambda d: fg.eigenspectra(d.compute()), figures)
     sections.append(s)
