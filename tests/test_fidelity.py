@@ -3,7 +3,8 @@ neuron prefers the next orientation of the grid is off by exactly one grid step;
 import numpy as np
 import pytest
 
-from actstore.analysis.fidelity import circular_difference, fidelity
+from actstore.analysis.fidelity import circular_difference, fidelity, summaries
+from actstore.analysis.stats import median_and_se
 from actstore.analysis.tuning import measure
 
 
@@ -25,6 +26,27 @@ def test_circular_difference_wraps_at_the_period():
 
     a, b = xr.DataArray([1.0, 179.0, 45.0]), xr.DataArray([179.0, 1.0, 135.0])
     np.testing.assert_allclose(circular_difference(a, b).values, [2.0, 2.0, 90.0])
+
+
+def test_summaries_carry_each_models_se_over_its_neurons():
+    """Per model (row), over the neurons that pass QC only: a median's SE is the bootstrap of that median, the
+    agreement's SE the binomial sqrt(p (1 - p) / n) of the fraction that agree."""
+    import xarray as xr
+
+    rng = np.random.default_rng(3)
+    values = {k: rng.gamma(2.0, 10.0, size=(2, 40)) for k in ("ori_error", "sf_error", "c50_error", "gosi_predicted",
+                                                             "gosi_true")}
+    values["simple_complex_agree"] = (rng.random((2, 40)) < 0.7).astype(float)
+    for v in values.values():
+        v[0, :15] = np.nan  # neurons failing QC in model 0
+    got = summaries(xr.Dataset({k: (("model", "neuron"), v) for k, v in values.items()}), "neuron")
+    for m in range(2):
+        row = values["ori_error"][m]
+        assert float(got["ori_error_median_se"][m]) == median_and_se(row)[1] > 0
+        agree = values["simple_complex_agree"][m][np.isfinite(values["simple_complex_agree"][m])]
+        assert int(got["simple_complex_agreement_n"][m]) == len(agree) == (25, 40)[m]
+        assert float(got["simple_complex_agreement_se"][m]) == pytest.approx(
+            np.sqrt(agree.mean() * (1 - agree.mean()) / len(agree)))
 
 
 def test_the_oracle_itself_has_fidelity_errors_of_zero(oracle):
@@ -63,7 +85,7 @@ def test_the_assay_scores_a_twin_replaced_by_the_oracle_as_perfect(smoke_root, s
     cat = smoke_catalog
     first = open_analysis(smoke_root, "fidelity").load()
     assert set(first["mouse"].values) == set(cat["data"]["sessions"])
-    assert (first["ori_error_median_n"] > 0).all()
+    assert (first["ori_error_median_n"] > 0).all() and (first["ori_error_median_se"] > 0).all()
     for part in ("data", "models", "analysis", "tuning_grid.zarr"):
         shutil.copytree(f"{smoke_root}/{part}", tmp_path / part)
     store = xr.open_zarr(tmp_path / "tuning_grid.zarr")

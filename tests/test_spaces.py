@@ -59,7 +59,7 @@ def test_a_path_that_is_not_a_module_is_one_clear_line():
 
 
 def test_median_se_is_the_bootstrap_of_the_median():
-    from actstore.analysis.hierarchy import median_and_se
+    from actstore.analysis.stats import median_and_se
 
     x = np.random.default_rng(1).normal(size=400)
     median, _, n = median_and_se(np.concatenate([x, [np.nan] * 7]))

@@ -5,13 +5,16 @@ mouse, would they get the mouse's answer?
 Per neuron (each metric only where both sides pass its QC): the preferred-orientation error (circular, deg,
 0..90), the preferred-SF error (|log2 ratio|, octaves), whether both sides put F1/F0 on the same side of 1
 (simple vs complex), and the c50 error (|difference|, contrast units) where both contrast fits are usable and
-neither sits on a bound of its box. Per model: the medians (the agreement's mean) with their n, and the
-Pearson r of gOSI over the neurons responsive on both sides.
+neither sits on a bound of its box. Per model: the medians (the agreement's mean) with their n and SE (bootstrap
+over the neurons for a median, binomial for the agreement), and the Pearson r of gOSI over the neurons responsive
+on both sides.
 """
 from __future__ import annotations
 
 import numpy as np
 import xarray as xr
+
+from actstore.analysis.stats import median_and_se
 
 # per-neuron comparison -> its per-model summary (the median; for the agreement, the fraction that agree)
 SUMMARIES = {"ori_error": "ori_error_median", "sf_error": "sf_error_median",
@@ -55,13 +58,25 @@ def pearson_over(x: xr.DataArray, y: xr.DataArray, dim: str) -> xr.DataArray:
     return (num / den.where(den > 0)).where(ok.sum(dim) >= 3)
 
 
+def _median_se(values: np.ndarray) -> float:
+    return median_and_se(values)[1]
+
+
 def summaries(errors: xr.Dataset, dim: str) -> xr.Dataset:
-    """Per-model summaries of per-neuron errors along `dim`: SUMMARIES, each with `<summary>_n`, and `gosi_r`
-    (Pearson r of the two sides' gOSI) with `gosi_n`."""
+    """Per-model summaries of per-neuron errors along `dim`: SUMMARIES, each with `<summary>_n` and `<summary>_se`
+    (a median's bootstrap SE over the neurons; the agreement fraction's binomial SE), and `gosi_r` (Pearson r of
+    the two sides' gOSI) with `gosi_n`."""
     out = {}
     for name, summary in SUMMARIES.items():
-        out[summary] = errors[name].mean(dim) if name == "simple_complex_agree" else errors[name].median(dim)
-        out[f"{summary}_n"] = errors[name].notnull().sum(dim)
+        n = errors[name].notnull().sum(dim)
+        if name == "simple_complex_agree":
+            out[summary] = errors[name].mean(dim)
+            out[f"{summary}_se"] = np.sqrt(out[summary] * (1 - out[summary]) / n.where(n > 0))
+        else:
+            out[summary] = errors[name].median(dim)
+            out[f"{summary}_se"] = xr.apply_ufunc(_median_se, errors[name], input_core_dims=[[dim]], vectorize=True,
+                                                  output_dtypes=[np.float64])
+        out[f"{summary}_n"] = n
     out["gosi_r"] = pearson_over(errors["gosi_predicted"], errors["gosi_true"], dim)
     out["gosi_n"] = (errors["gosi_predicted"].notnull() & errors["gosi_true"].notnull()).sum(dim)
     return xr.Dataset(out)

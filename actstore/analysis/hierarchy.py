@@ -6,20 +6,9 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
-BOOTSTRAP = 200  # resamples of the units for a median's SE
+from actstore.analysis.stats import median_and_se
+
 MEDIANS = {"gosi_median": ("gosi", "qc_orientation"), "f1f0_median": ("f1f0", "qc_phase")}
-
-
-def median_and_se(values: np.ndarray, n_boot: int = BOOTSTRAP, seed: int = 0) -> tuple[float, float, int]:
-    """Median of the finite values, its bootstrap SE (SD of the medians of `n_boot` resamples; NaN below 2
-    values) and how many values it rests on."""
-    v = values[np.isfinite(values)]
-    if len(v) == 0:
-        return np.nan, np.nan, 0
-    if len(v) < 2:
-        return float(v[0]), np.nan, 1
-    draws = np.random.default_rng(seed).choice(v, size=(n_boot, len(v)), replace=True)
-    return float(np.median(v)), float(np.median(draws, axis=1).std(ddof=1)), len(v)
 
 
 def hierarchy_profiles(tuning: xr.Dataset, probes: xr.Dataset | None = None,

@@ -90,6 +90,21 @@ def neural_r_error(neural: xr.Dataset) -> xr.Dataset:
                        "neural_r_n": n.where(scored.any("mouse"))})
 
 
+BOOTSTRAP = 200  # resamples (of units, of neurons) for a median's SE
+
+
+def median_and_se(values: np.ndarray, n_boot: int = BOOTSTRAP, seed: int = 0) -> tuple[float, float, int]:
+    """Median of the finite values, its bootstrap SE (SD of the medians of `n_boot` resamples; NaN below 2
+    values) and how many values it rests on."""
+    v = values[np.isfinite(values)]
+    if len(v) == 0:
+        return np.nan, np.nan, 0
+    if len(v) < 2:
+        return float(v[0]), np.nan, 1
+    draws = np.random.default_rng(seed).choice(v, size=(n_boot, len(v)), replace=True)
+    return float(np.median(v)), float(np.median(draws, axis=1).std(ddof=1)), len(v)
+
+
 def mean_se(values: xr.DataArray, se: xr.DataArray, independent: bool, dim: str = "seed") -> xr.DataArray:
     """SE of the mean of `values` over `dim` (finite values only, as the means here) from each value's own SE:
     sqrt(sum se^2) / k for independent errors, else the mean SE (the bound for fully correlated ones).

@@ -4,7 +4,8 @@ The tuning grid's `readout` spaces hold every twin's predicted response of every
 grating (one space per mouse, unit = neuron). The tuning assay (the catalog's analysis.tuning settings) is run
 on these predicted neurons and compared neuron by neuron with the same assay on the true neurons
 (ground_truth.zarr), by analysis.fidelity: preferred-orientation error (deg), preferred-SF error (octaves),
-simple/complex agreement, c50 error and the gOSI correlation, per mouse and pooled over mice, each with its n.
+simple/complex agreement, c50 error and the gOSI correlation, per mouse and pooled over mice, each with its n
+(and the first four with an SE: bootstrap over the neurons for medians, binomial for the agreement).
 Only the synthetic mouse has true neurons; recordings without them skip this assay.
 """
 from __future__ import annotations
@@ -27,12 +28,13 @@ class Fidelity(Assay):
     """Per twin and recorded neuron: how well the twin's predicted tuning matches the neuron's true tuning."""
 
     name = "fidelity"
-    version = "fidelity/1"
+    version = "fidelity/2"  # 2: <summary>_se
     summary = "in-silico fidelity: the tuning assay on each twin's predicted neurons vs the true neurons"
     position = 25
     stores = (STORE,)
     analyses = ("ground_truth",)
     columns = {"fidelity": ("ori_error_median", "sf_error_median", "simple_complex_agreement")}
+    errors = dict.fromkeys(columns["fidelity"], False)  # every seed is compared on the same recorded neurons
     pairs = (("prediction", "fidelity"),)
 
     @classmethod
@@ -81,7 +83,8 @@ class Fidelity(Assay):
         return sources
 
     def report(self, found, sections, figures) -> None:
-        from actstore.report.figures import figure
+        from actstore.analysis.stats import mean_se
+        from actstore.report.figures import SE_BARS, figure
         from actstore.report.html import Section
 
         s = Section("fidelity", "In-silico fidelity: the grating experiment run on the twins",
@@ -89,7 +92,8 @@ class Fidelity(Assay):
                     "same tuning assay as the true neurons and compared neuron by neuron (neurons passing the "
                     "metric's QC on both sides, pooled over mice): median preferred-orientation error (deg), median "
                     "preferred-SF error (octaves), and the fraction of neurons put on the same side of F1/F0 = 1 "
-                    "(simple vs complex). Bars: mean over seeds; dots: seeds; n (neurons) under each bar. Only the "
+                    "(simple vs complex). Bars: mean over seeds, error bars +- 1 SE over the neurons (bootstrap of the "
+                    "median; binomial for the agreement); dots: seeds; n (neurons) under each bar. Only the "
                     "synthetic mouse has true neurons to compare with.")
         if (ds := self.published(found, s, sections)) is None:
             return
@@ -105,12 +109,13 @@ class Fidelity(Assay):
         for ax, (var, label) in zip(axes[0], panels):
             values = ds[var].sel(arch=archs)
             n = ds[f"{var}_n"].sel(arch=archs).sum("seed").values
-            ax.bar(range(len(archs)), values.mean("seed").values, color="lightsteelblue")
+            err = mean_se(values, ds[f"{var}_se"].sel(arch=archs), False).values if f"{var}_se" in ds else None
+            ax.bar(range(len(archs)), values.mean("seed").values, yerr=err, capsize=3, color="lightsteelblue")
             for k, arch in enumerate(archs):
                 ax.plot([k] * values.sizes["seed"], values.sel(arch=arch).values, "o", ms=3, color="k")
             ax.set_xticks(range(len(archs)), [f"{a}\nn={int(c)}" for a, c in zip(archs, n)], rotation=45, fontsize=7)
             ax.set_xlabel("architecture")
-            ax.set_ylabel(label)
+            ax.set_ylabel(label + (SE_BARS if err is not None else ""))
             ax.set_title(label, fontsize=9)
         figures[s.key] = fig
         s.notes.append("Median orientation error per architecture (mean over seeds): " + ", ".join(
