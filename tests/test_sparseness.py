@@ -66,6 +66,14 @@ def test_the_assay_through_the_registry(smoke_root, smoke_catalog):
     assert np.isfinite(enc).all() and ((enc > 0) & (enc < 1)).all()
     summary = open_analysis(smoke_root, "summary").load()
     np.testing.assert_allclose(summary["lifetime_sparseness_median"].values, enc.values)
+    # each median with its bootstrap SE over the units (or gratings) and its n, in the stats table too
+    from actstore.analysis.stats import median_and_se
+
+    one = ds.sel(space="encoder").isel(arch=0, seed=0)
+    _, se, n = median_and_se(one["lifetime_sparseness"].values)
+    assert float(one["lifetime_sparseness_median_se"]) == se > 0 and int(one["lifetime_sparseness_median_n"]) == n
+    assert np.isfinite(summary["population_sparseness_median_se"]).all()
+    assert "population_sparseness_median_mean_se" in summary
     assert "prediction" in summary.attrs["groups"] and "sparseness" in summary.attrs["groups"]
     units = ds["lifetime_sparseness"].sel(space="encoder").values
     cut = float(np.nanmedian(units))  # the query must return exactly the encoder units above the stored median

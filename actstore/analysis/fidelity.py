@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
-from actstore.analysis.stats import median_and_se
+from actstore.analysis.stats import median_se
 
 # per-neuron comparison -> its per-model summary (the median; for the agreement, the fraction that agree)
 SUMMARIES = {"ori_error": "ori_error_median", "sf_error": "sf_error_median",
@@ -58,10 +58,6 @@ def pearson_over(x: xr.DataArray, y: xr.DataArray, dim: str) -> xr.DataArray:
     return (num / den.where(den > 0)).where(ok.sum(dim) >= 3)
 
 
-def _median_se(values: np.ndarray) -> float:
-    return median_and_se(values)[1]
-
-
 def summaries(errors: xr.Dataset, dim: str) -> xr.Dataset:
     """Per-model summaries of per-neuron errors along `dim`: SUMMARIES, each with `<summary>_n` and `<summary>_se`
     (a median's bootstrap SE over the neurons; the agreement fraction's binomial SE), and `gosi_r` (Pearson r of
@@ -74,8 +70,7 @@ def summaries(errors: xr.Dataset, dim: str) -> xr.Dataset:
             out[f"{summary}_se"] = np.sqrt(out[summary] * (1 - out[summary]) / n.where(n > 0))
         else:
             out[summary] = errors[name].median(dim)
-            out[f"{summary}_se"] = xr.apply_ufunc(_median_se, errors[name], input_core_dims=[[dim]], vectorize=True,
-                                                  output_dtypes=[np.float64])
+            out[f"{summary}_se"] = median_se(errors[name], dim)
         out[f"{summary}_n"] = n
     out["gosi_r"] = pearson_over(errors["gosi_predicted"], errors["gosi_true"], dim)
     out["gosi_n"] = (errors["gosi_predicted"].notnull() & errors["gosi_true"].notnull()).sum(dim)

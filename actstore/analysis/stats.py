@@ -105,6 +105,12 @@ def median_and_se(values: np.ndarray, n_boot: int = BOOTSTRAP, seed: int = 0) ->
     return float(np.median(v)), float(np.median(draws, axis=1).std(ddof=1)), len(v)
 
 
+def median_se(values: xr.DataArray, dim: str) -> xr.DataArray:
+    """The bootstrap SE of the median of `values` along `dim` (median_and_se), at every other index."""
+    return xr.apply_ufunc(lambda v: median_and_se(v)[1], values, input_core_dims=[[dim]], vectorize=True,
+                          output_dtypes=[np.float64])
+
+
 def mean_se(values: xr.DataArray, se: xr.DataArray, independent: bool, dim: str = "seed") -> xr.DataArray:
     """SE of the mean of `values` over `dim` (finite values only, as the means here) from each value's own SE:
     sqrt(sum se^2) / k for independent errors, else the mean SE (the bound for fully correlated ones).

@@ -9,13 +9,15 @@ sparseness is over a grating's n responsive units (range over the grid above `re
 assay's responsiveness rule; the rest, and a space's padding, are left out), and a model's value is its median
 over the gratings. Per model and space: `lifetime_sparseness` per unit, `population_sparseness` per grating,
 their medians `lifetime_sparseness_median` (over the responsive units) and `population_sparseness_median`
-with their n; the cross-model table takes the encoder output's.
+with their n and bootstrap SE (`_se`: over the units, over the gratings); the cross-model table takes the
+encoder output's.
 """
 from __future__ import annotations
 
 import numpy as np
 import xarray as xr
 
+from actstore.analysis.stats import median_se
 from actstore.analysis.tuning import GRID_DIMS
 from actstore.assays.base import Assay, Sources
 from actstore.assays.inputs import model_units, on_grid, unit_spaces
@@ -47,11 +49,13 @@ class Sparseness(Assay):
     """Lifetime and population sparseness of every complete model's units, per static space."""
 
     name = "sparseness"
-    version = "sparseness/1"
+    version = "sparseness/2"  # 2: the medians' bootstrap SEs
     summary = "lifetime and population sparseness (Treves-Rolls, Vinje & Gallant) per unit and space"
     position = 50
     stores = (STORE,)
     columns = {"sparseness": ("lifetime_sparseness_median", "population_sparseness_median")}
+    # each seed's own units (independent); every seed's population median over the same gratings (not)
+    errors = {"lifetime_sparseness_median": True, "population_sparseness_median": False}
     pairs = (("prediction", "sparseness"),)
 
     def __init__(self, responsive_ptp: float = 1e-3) -> None:
@@ -67,10 +71,12 @@ class Sparseness(Assay):
             parts.append(xr.Dataset({
                 "lifetime_sparseness": one["lifetime_sparseness"],
                 "lifetime_sparseness_median": one["lifetime_sparseness"].median("unit"),
-                "lifetime_sparseness_n": one["lifetime_sparseness"].notnull().sum("unit"),
+                "lifetime_sparseness_median_se": median_se(one["lifetime_sparseness"], "unit"),
+                "lifetime_sparseness_median_n": one["lifetime_sparseness"].notnull().sum("unit"),
                 "population_sparseness": one["population_sparseness"],
                 "population_sparseness_median": one["population_sparseness"].median("grating"),
-                "population_sparseness_n": one["population_sparseness"].notnull().sum("grating")}))
+                "population_sparseness_median_se": median_se(one["population_sparseness"], "grating"),
+                "population_sparseness_median_n": one["population_sparseness"].notnull().sum("grating")}))
         result = xr.concat(parts, dim="space", join="outer").assign_coords(space=np.array(spaces, dtype=object))
         result = on_grid(result, zoo.archs, zoo.seeds).transpose("arch", "seed", "space", ...)
         enc = result.sel(space="encoder")
