@@ -31,6 +31,12 @@ def test_tuning_medians_use_qc_passing_units_only():
     assert float(med["gosi_median"].item()) == pytest.approx(0.2)   # median of 0.1, 0.2, 0.5
     assert float(med["c50_median"].item()) == pytest.approx(0.9)    # only the unit failing orientation QC
     assert "f1f0_median" not in med                                  # absent variables are skipped
+    # each median with its bootstrap SE over the same units and their count
+    from actstore.analysis.stats import median_and_se
+
+    assert int(med["gosi_median_n"].item()) == 3 and int(med["c50_median_n"].item()) == 1
+    assert float(med["gosi_median_se"].item()) == median_and_se(np.array([0.1, 0.2, 0.5]))[1] > 0
+    assert np.isnan(med["c50_median_se"].item())                     # one unit: no SE
 
 
 def test_the_stats_c50_median_leaves_out_fits_at_a_bound():
@@ -46,6 +52,7 @@ def test_the_stats_c50_median_leaves_out_fits_at_a_bound():
                     coords={"arch": ["a"], "seed": [0]})
     med = stats.tuning_medians(ds.merge(model_summaries(ds)))
     assert float(med["c50_median"].item()) == pytest.approx(0.15)   # not the 1.0 of the two bound fits
+    assert int(med["c50_median_n"].item()) == 2                      # nor in its n
 
 
 def test_table_with_missing_inputs_is_nan_not_error():

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import xarray as xr
 
-from actstore.analysis.tuning import encoder_units
+from actstore.analysis.tuning import c50_estimates, encoder_units
 
 # column -> (tuning variable, the QC flag a unit must pass to count)
 TUNING_SUMMARIES = {
@@ -63,14 +63,18 @@ ALPHA = 0.05
 
 
 def tuning_medians(tuning: xr.Dataset) -> xr.Dataset:
-    """Median of gOSI, F1/F0, c50 and preferred SF over the QC-passing encoder units of each model: (arch, seed). A
-    median the tuning job already stores per model is taken as it is (c50_median: fits at a bound left out)."""
+    """Median of gOSI, F1/F0, c50 and preferred SF over the QC-passing encoder units of each model: (arch, seed),
+    each with its bootstrap SE over those units (`<c>_se`) and their count (`<c>_n`). A median the tuning job
+    already stores per model is taken as it is (c50_median: fits at a bound left out, as in its SE and n)."""
     tuning, out = encoder_units(tuning), {}
     for column, (var, qc) in TUNING_SUMMARIES.items():
-        if column in tuning:
-            out[column] = tuning[column]
-        elif var in tuning and qc in tuning:
-            out[column] = tuning[var].where(tuning[qc].astype(bool)).median("unit", skipna=True)
+        if var not in tuning or qc not in tuning:
+            continue
+        bounded = column == "c50_median" and "nr_at_bound" in tuning
+        values = c50_estimates(tuning) if bounded else tuning[var].where(tuning[qc].astype(bool))
+        out[column] = tuning[column] if column in tuning else values.median("unit", skipna=True)
+        out[f"{column}_se"] = median_se(values, "unit")
+        out[f"{column}_n"] = values.notnull().sum("unit")
     return xr.Dataset(out).compute()
 
 
@@ -106,9 +110,11 @@ def median_and_se(values: np.ndarray, n_boot: int = BOOTSTRAP, seed: int = 0) ->
 
 
 def median_se(values: xr.DataArray, dim: str) -> xr.DataArray:
-    """The bootstrap SE of the median of `values` along `dim` (median_and_se), at every other index."""
+    """The bootstrap SE of the median of `values` along `dim` (median_and_se), at every other index; lazy for
+    Dask-backed values."""
     return xr.apply_ufunc(lambda v: median_and_se(v)[1], values, input_core_dims=[[dim]], vectorize=True,
-                          output_dtypes=[np.float64])
+                          dask="parallelized", output_dtypes=[np.float64],
+                          dask_gufunc_kwargs={"allow_rechunk": True})
 
 
 def mean_se(values: xr.DataArray, se: xr.DataArray, independent: bool, dim: str = "seed") -> xr.DataArray:

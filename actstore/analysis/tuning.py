@@ -81,6 +81,11 @@ def measure(responses: xr.DataArray, *, responsive_ptp: float = 1e-3, min_curve_
     return ds
 
 
+def c50_estimates(ds: xr.Dataset) -> xr.DataArray:
+    """Each unit's c50 where it is an estimate: the unit passes qc_contrast and its fit is off the box's bounds."""
+    return ds["nr_c50"].where(ds["qc_contrast"].astype(bool) & ~ds["nr_at_bound"].astype(bool))
+
+
 def model_summaries(ds: xr.Dataset) -> xr.Dataset:
     """Per model (every dim of `ds` but unit), the SUMMARY_DESCRIPTIONS variables from `measure`'s result.
 
@@ -93,7 +98,7 @@ def model_summaries(ds: xr.Dataset) -> xr.Dataset:
     at_bound = ds["nr_at_bound"].astype(bool)
     passing = contrast_ok.sum("unit")
     out = xr.Dataset({
-        "c50_median": ds["nr_c50"].where(contrast_ok & ~at_bound).median("unit", skipna=True),
+        "c50_median": c50_estimates(ds).median("unit", skipna=True),
         "nr_at_bound_fraction": (contrast_ok & at_bound).sum("unit") / passing.where(passing > 0),
         "f1f0_median_applied_qc": ds["f1f0"].where(ds["qc_phase"].astype(bool)).median("unit", skipna=True),
         "f1f0_median_written_qc": ds["f1f0"].where(ds["qc_phase_written"].astype(bool)).median("unit", skipna=True),

@@ -16,7 +16,7 @@ from actstore.store.paths import Layout
 from actstore.store.publish import publish_file
 from actstore.store.root import filesystem
 
-VERSION = "stats/3"  # 3: columns, errors and pairs from the registry
+VERSION = "stats/4"  # 3: columns, errors and pairs from the registry; 4: tuning medians with SE and n
 
 
 def contributors() -> list[type[Assay]]:

@@ -33,6 +33,7 @@ class Tuning(Assay):
     position = 20
     stores = (STORE,)
     columns = {"tuning": tuple(TUNING_SUMMARIES)}
+    errors = dict.fromkeys(TUNING_SUMMARIES, True)  # bootstrap over each seed's own units
     pairs = (("prediction", "tuning"), ("tuning", "probes"))
 
     def compute(self, sources: Sources) -> tuple[xr.Dataset, list[str]]:

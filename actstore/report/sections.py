@@ -252,8 +252,9 @@ def table(found: dict, sections: list, figures: dict, spec: TableSpec) -> None:
     s = Section("results", "Results table",
                 "Mean +- SD over seeds per architecture (SD blank with one seed); tuning columns are medians over "
                 "QC-passing units. 'SE (n)' beside an endpoint: the SE of that mean from each model's own SE "
-                "(binomial over test trials; over neurons for neural r; a jackknife over the clips for alpha) and "
-                "n, the test trials (neurons, clips) per model. Per-model values: analysis/summary.csv.")
+                "(binomial over test trials; over neurons for neural r; a bootstrap over the units or neurons for a "
+                "median; a jackknife over the clips for alpha) and n, the test trials (neurons, units, clips) per "
+                "model. Per-model values: analysis/summary.csv.")
     if ds is None:
         s.notes.append(_missing("summary", "analyze stats"))
     else:
