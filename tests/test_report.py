@@ -146,6 +146,15 @@ def test_figures_have_labelled_axes_and_show_the_analyses_numbers(smoke_catalog,
         np.testing.assert_allclose(line.get_xdata(), depth[order])
         np.testing.assert_allclose(line.get_ydata(),
                                    probes["orientation_id_by_space"].sel(arch=arch, seed=0).values[order])
+    # its alpha panel: each point's bar is the model's jackknife SE of alpha in that space (one seed)
+    geometry = xr.open_zarr(f"{smoke_root}/analysis/geometry.zarr")
+    alpha_panel = figures["hierarchy"].axes[3]
+    for bars in alpha_panel.containers:
+        arch, half = bars.get_label(), [np.ptp(seg[:, 1]) / 2 for seg in bars.lines[2][0].get_segments()]
+        depth = tuning["depth"].sel(arch=arch).values
+        spaces = tuning["space"].values[np.lexsort((tuning["space"].values == "encoder", depth))]
+        want = [float(geometry[f"alpha_{sp}_se"].sel(arch=arch, seed=0)) for sp in spaces]
+        np.testing.assert_allclose(half, want, rtol=1e-6)
     # ground truth: the assay recovers the oracle's preferred orientations (points on the identity line)
     ori = figures["ground-truth"].axes[0].lines[0]
     true, recovered = np.asarray(ori.get_xdata()), np.asarray(ori.get_ydata())
