@@ -38,6 +38,21 @@ def test_sparseness_is_relative_to_each_units_minimum_and_leaves_out_flat_units(
     np.testing.assert_allclose(pop[1:], [1.0, (1 - 9 / 10) / 0.5, 1.0])
 
 
+def test_the_blank_counts_once():
+    """Contrast 0 is one gray frame however many orientations it is listed under: the sparseness over a grid of
+    4 orientations x contrasts (0, 1) equals Treves-Rolls over the 4 gratings and the blank once (5 stimuli)."""
+    coords = {"orientation": [0.0, 45.0, 90.0, 135.0], "sf": [0.1], "phase": [0.0], "contrast": [0.0, 1.0]}
+    values = np.zeros((4, 1, 1, 2, 2))
+    values[:, 0, 0, 0] = [1.0, 2.0]                   # the blank: each unit's own constant response
+    values[:, 0, 0, 1, 0] = [1.0, 1.0, 5.0, 1.0]      # unit 0: one orientation above its blank level
+    values[:, 0, 0, 1, 1] = [0.0, 4.0, 0.0, 4.0]      # unit 1: below its blank at two, above at two
+    out = sparseness(xr.DataArray(values, dims=(*GRID_DIMS, "unit"), coords=coords), responsive_ptp=1e-3)
+    stimuli = [np.array([1.0, 1, 1, 5, 1]), np.array([2.0, 0, 4, 0, 4])]  # blank first, then the 4 gratings
+    want = [treves_rolls(xr.DataArray(v - v.min(), dims="x"), "x").item() for v in stimuli]
+    np.testing.assert_allclose(out["lifetime_sparseness"].values, want)
+    assert out["population_sparseness"].sizes["grating"] == 5
+
+
 def test_synthetic_simple_cells_are_sparser_than_complex_cells(smoke_root, smoke_catalog):
     """Ground truth: a half-rectified simple cell responds at one phase of its preferred grating, a complex cell
     at every phase, so simple cells have the higher lifetime sparseness over the grid."""

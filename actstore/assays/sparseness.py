@@ -4,8 +4,11 @@ tuning grid's gratings, in every static space -> analysis/sparseness.zarr.
 The Treves-Rolls measure as normalized by Vinje & Gallant (2000), S = (1 - (mean r)^2 / mean r^2) / (1 - 1/n),
 is 0 for a response equal everywhere and 1 for one that is nonzero at a single one of n points. It is defined
 for non-negative rates; twin units carry arbitrary offsets and signs, so each unit's responses are taken
-relative to its own minimum over the grid. Lifetime sparseness is over a unit's n gratings; population
-sparseness is over a grating's n responsive units (range over the grid above `responsive_ptp`, the tuning
+relative to its own minimum over the grid. Both run over the grid's distinct stimuli: every grating of nonzero
+contrast and the blank once (the contrast-0 entries are one gray frame, repeated over orientation, SF and phase;
+counted each time it would weigh a unit's blank response hundreds of times and tie the population median).
+Lifetime sparseness is over a unit's n stimuli; population
+sparseness is over a stimulus's n responsive units (range over the grid above `responsive_ptp`, the tuning
 assay's responsiveness rule; the rest, and a space's padding, are left out), and a model's value is its median
 over the gratings. Per model and space: `lifetime_sparseness` per unit, `population_sparseness` per grating,
 their medians `lifetime_sparseness_median` (over the responsive units) and `population_sparseness_median`
@@ -35,10 +38,21 @@ def treves_rolls(r: xr.DataArray, dim: str) -> xr.DataArray:
     return ((1 - ratio) / (1 - 1 / n.where(n > 1))).where(ratio > 0)
 
 
-def sparseness(responses: xr.DataArray, responsive_ptp: float) -> xr.Dataset:
-    """Lifetime sparseness per unit and population sparseness per grating of (..., *GRID_DIMS, unit) responses,
-    each relative to the unit's minimum over the grid; units with a range of at most `responsive_ptp` are out."""
+def distinct_stimuli(responses: xr.DataArray) -> xr.DataArray:
+    """(..., *GRID_DIMS, unit) responses stacked to (..., unit, grating) over the grid's distinct stimuli: every
+    grating of nonzero contrast, and of the contrast-0 entries (one gray frame) only the first."""
     grid = responses.stack(grating=list(GRID_DIMS))
+    blank = np.asarray(grid["contrast"].values == 0)
+    keep = ~blank
+    keep[np.flatnonzero(blank)[:1]] = True
+    return grid.isel(grating=np.flatnonzero(keep))
+
+
+def sparseness(responses: xr.DataArray, responsive_ptp: float) -> xr.Dataset:
+    """Lifetime sparseness per unit and population sparseness per stimulus of (..., *GRID_DIMS, unit) responses
+    over the grid's distinct stimuli, each relative to the unit's minimum; units with a range of at most
+    `responsive_ptp` are out."""
+    grid = distinct_stimuli(responses)
     lo, hi = grid.min("grating"), grid.max("grating")
     shifted = (grid - lo).where(hi - lo > responsive_ptp)
     return xr.Dataset({"lifetime_sparseness": treves_rolls(shifted, "grating"),
@@ -49,7 +63,7 @@ class Sparseness(Assay):
     """Lifetime and population sparseness of every complete model's units, per static space."""
 
     name = "sparseness"
-    version = "sparseness/2"  # 2: the medians' bootstrap SEs
+    version = "sparseness/3"  # 2: the medians' bootstrap SEs; 3: the blank counted once
     summary = "lifetime and population sparseness (Treves-Rolls, Vinje & Gallant) per unit and space"
     position = 50
     stores = (STORE,)
@@ -89,8 +103,9 @@ class Sparseness(Assay):
         from actstore.report.html import Section
 
         s = Section("sparseness", "Sparseness of encoder units",
-                    "Lifetime sparseness (over the tuning grid's gratings, per responsive unit) and population "
-                    "sparseness (over the responsive units, per grating) of each twin's encoder output, "
+                    "Lifetime sparseness (over the tuning grid's gratings, the blank counted once, per responsive "
+                    "unit) and population sparseness (over the responsive units, per grating) of each twin's encoder "
+                    "output, "
                     "Treves-Rolls as normalized by Vinje & Gallant (0: dense, 1: one response only), responses "
                     "relative to each unit's minimum. Box: quartiles over units (lifetime, seeds pooled) and over "
                     "gratings (population); n under each box.")
