@@ -6,6 +6,7 @@ Architectures keep one colour across every figure; models without results (NaN) 
 """
 from __future__ import annotations
 
+import textwrap
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -395,7 +396,8 @@ def cross_model_scatter(table: xr.Dataset, stats: xr.Dataset, pairs: list[tuple[
     colors = arch_colors([str(a) for a in table["arch"].values])
     ncols = min(len(pairs), ncols)
     nrows = int(np.ceil(len(pairs) / ncols))
-    fig, axes = figure(nrows, ncols, width=3.8, height=3.4)
+    width = 3.8 if ncols > 1 else 5.0  # a single panel also holds the legend below it and the wrapped title
+    fig, axes = figure(nrows, ncols, width=width, height=3.4 if ncols > 1 else 5.0)
     for ax in axes.ravel()[len(pairs):]:
         ax.set_visible(False)
     shown: dict[str, object] = {}
@@ -430,10 +432,13 @@ def cross_model_scatter(table: xr.Dataset, stats: xr.Dataset, pairs: list[tuple[
     if hollow:
         shown["hollow: no usable twin,\nnot in r, p or the line"] = Line2D([], [], marker="o", ls="", color="grey",
                                                                           mfc="white")
-    if shown:
-        fig.legend(list(shown.values()), list(shown), loc="outside right upper", fontsize=7)
-    fig.suptitle(title + ("\nthin bars: SD over seeds; thick: \u00b1 1 SE of the mean (test trials; neurons for "
-                          "neural r; clips for \u03b1)" if with_se else ""))
+    if shown:  # beside several panels; below a single one, whose centred title would run into it
+        fig.legend(list(shown.values()), list(shown), fontsize=7,
+                   **({"loc": "outside right upper"} if ncols > 1 else {"loc": "outside lower center", "ncols": 2}))
+    bars = ("thin bars: SD over seeds; thick: \u00b1 1 SE of the mean (test trials; neurons for neural r; clips "
+            "for \u03b1)")
+    # wrapped to the panels' width (about 8 title characters per inch)
+    fig.suptitle(title + ("\n" + textwrap.fill(bars, width=int(8 * width * ncols)) if with_se else ""))
     return fig
 
 
