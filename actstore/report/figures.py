@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import xarray as xr
 
-from actstore.analysis.stats import MIN_POINTS, TableSpec, mean_se, neural_r_error
+from actstore.analysis.stats import MIN_POINTS, TableSpec, mean_se
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -166,7 +166,7 @@ def _neural_errors(neural: xr.Dataset) -> dict[str, xr.DataArray | None]:
         return None if se is None or values not in neural else mean_se(neural[values], se, True, "mouse")
 
     ceiling_se = neural["r_neuron_se"] / neural["ceiling"] if {"r_neuron_se", "ceiling"} <= set(neural) else None
-    return {"neural_r": neural_r_error(neural)["neural_r_se"] if {"r_neuron_se", "n_neurons"} <= set(neural) else None,
+    return {"neural_r": over_mice("r_neuron", neural.get("r_neuron_se")),  # = stats.neural_r_error's SE
             "fraction": over_mice("ceiling_fraction", ceiling_se),
             "smoothed": over_mice("xu_smoothed_r", neural.get("xu_smoothed_r_se"))}
 
