@@ -177,14 +177,14 @@ def extract(env: Env, recipe: str, archs: tuple[str, ...], seeds: tuple[int, ...
 def query_units(env: Env, expr: str, columns: tuple[str, ...], fmt: str, out: str | None) -> None:
     """Units matching EXPR, e.g. "arch == 'alexnet' & qc_orientation & gosi > 0.3", or recorded neurons when EXPR
     names a neuron column, e.g. "neuron_r < 0.1 & arch == 'resnet18'"."""
-    from actstore.expressions import query, write_rows
+    from actstore.expressions import nothing_matched, query, write_rows
 
     names = [c.strip() for part in columns for c in part.split(",") if c.strip()]
     rows = query(expr, env.root, columns=names or None)
     text = write_rows(rows, fmt, out)
     if fmt != "table":  # the table says it in place of rows; csv, json and parquet stay parseable
         for line in rows.attrs.get("absent", []):
-            click.echo(f"actstore: no units match: {line}", err=True)
+            click.echo(f"actstore: {nothing_matched(rows)}: {line}", err=True)
     if text is not None:
         click.echo(text.rstrip("\n"))
 

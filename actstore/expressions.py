@@ -208,6 +208,11 @@ def matching_activations(selected: pd.DataFrame, store: str, root: str) -> Any:
 FORMATS = ("table", "csv", "json", "parquet")
 
 
+def nothing_matched(rows: pd.DataFrame) -> str:
+    """'no units match', or 'no neurons match' for a result of the neurons table."""
+    return f"no {'neurons' if 'neuron' in rows.columns else 'units'} match"
+
+
 def write_rows(rows: pd.DataFrame, fmt: str = "table", out: str | None = None) -> str | None:
     """Rows as a table, CSV, JSON (records) or Parquet: written to `out`, or returned as text for stdout."""
     if fmt not in FORMATS:
@@ -219,7 +224,8 @@ def write_rows(rows: pd.DataFrame, fmt: str = "table", out: str | None = None) -
         return None
     if fmt == "table":
         why = "".join(f"; {line}" for line in rows.attrs.get("absent", []))
-        text = rows.to_string(index=False) if len(rows) else f"(no units match{why}; columns: {', '.join(rows.columns)})"
+        text = (rows.to_string(index=False) if len(rows)
+                else f"({nothing_matched(rows)}{why}; columns: {', '.join(rows.columns)})")
     elif fmt == "csv":
         text = rows.to_csv(index=False)
     else:

@@ -109,6 +109,10 @@ def test_similarity_and_neurons_through_the_registry(smoke_root, smoke_catalog):
     rows = query("neuron_r < 0.1 & arch == 'xu_cnn'", smoke_root)
     assert list(rows.columns[:4]) == ["arch", "seed", "mouse", "neuron"] and set(rows["arch"]) <= {"xu_cnn"}
     assert (rows["neuron_r"] < 0.1).all() and len(rows) == int((table.query("arch == 'xu_cnn'")["neuron_r"] < 0.1).sum())
+    from actstore.expressions import write_rows
+
+    empty = query("neuron_r < 0.1 & mouse == 'J553RT'", smoke_root)  # the mouse is named by its session
+    assert write_rows(empty, "table").startswith("(no neurons match; mouse holds no 'J553RT'")
     assert assays.run(smoke_catalog, smoke_root, "similarity") == ["similarity: up to date"]
 
 
