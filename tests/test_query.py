@@ -240,7 +240,8 @@ def test_cli_query_formats_and_errors(root, tmp_path):
     proc = _cli(root, "gois > 1", "--format", "json")
     assert proc.returncode == 2 and "did you mean gosi" in proc.stderr
     proc = _cli(root, "arch == 'xu_cn'", "--format", "csv")  # matches nothing: csv stays a header, stderr says why
-    assert proc.returncode == 0 and proc.stdout.startswith("arch,seed,space,unit") and len(proc.stdout.splitlines()) == 1
+    assert proc.returncode == 0 and proc.stdout.startswith("arch,seed,space,unit")
+    assert len(proc.stdout.splitlines()) == 1
     assert "no units match: arch holds no 'xu_cn'; did you mean 'xu_cnn'? it holds 1 value: xu_cnn" in proc.stderr
 
 
